@@ -21,7 +21,7 @@ class RealFftPlan(NamedTuple):
     half_twiddles: np.ndarray  # exp(-2j*pi*k/(n/2)), k < n/4: the complex FFT's twiddles
     split_twiddles: np.ndarray  # exp(-2j*pi*k/n), k <= n/2: the even/odd recombination
     bit_reverse: np.ndarray  # int64 permutation of length n/2
-    work: np.ndarray  # complex scratch of length n/2
+    fft_work: np.ndarray  # complex scratch of length n/2
 
 
 def make_real_fft_plan(n: int, dtype=np.float32) -> RealFftPlan:
@@ -38,7 +38,7 @@ def make_real_fft_plan(n: int, dtype=np.float32) -> RealFftPlan:
         half_twiddles=np.exp(-2j * np.pi * np.arange(max(half // 2, 1)) / half).astype(complex_dtype),
         split_twiddles=np.exp(-2j * np.pi * np.arange(half + 1) / n).astype(complex_dtype),
         bit_reverse=reverse,
-        work=np.zeros(half, dtype=complex_dtype),
+        fft_work=np.zeros(half, dtype=complex_dtype),
     )
 
 
@@ -71,35 +71,45 @@ def _complex_fft_in_place(work, twiddles, bit_reverse, inverse):
 @njit(cache=True)
 def rfft(signal, spectrum, plan):
     """``spectrum[:n/2+1] = np.fft.rfft(signal)`` for a real ``signal`` of length n."""
-    work = plan.work
-    half = work.shape[0]
-    for index in range(half):
-        work[index] = complex(signal[2 * index], signal[2 * index + 1])
-    _complex_fft_in_place(work, plan.half_twiddles, plan.bit_reverse, False)
-    for k in range(half + 1):
-        upper = work[k % half]
-        mirror = work[(half - k) % half].conjugate()
-        even = 0.5 * (upper + mirror)
-        odd = -0.5j * (upper - mirror)
-        spectrum[k] = even + plan.split_twiddles[k] * odd
+    rfft_with(signal, spectrum, plan.half_twiddles, plan.split_twiddles, plan.bit_reverse, plan.fft_work)
 
 
 @njit(cache=True)
 def irfft(spectrum, signal, plan):
     """``signal[:] = np.fft.irfft(spectrum, n)``; the imaginary parts of bins 0 and n/2 are ignored."""
-    work = plan.work
+    irfft_with(spectrum, signal, plan.half_twiddles, plan.split_twiddles, plan.bit_reverse, plan.fft_work)
+
+
+# The ``*_with`` forms take the plan's arrays one by one, so a caller can keep them as
+# flat fields of its own state: numba unboxes a nested NamedTuple slowly on every call.
+@njit(cache=True)
+def rfft_with(signal, spectrum, half_twiddles, split_twiddles, bit_reverse, work):
+    half = work.shape[0]
+    for index in range(half):
+        work[index] = complex(signal[2 * index], signal[2 * index + 1])
+    _complex_fft_in_place(work, half_twiddles, bit_reverse, False)
+    for k in range(half + 1):
+        upper = work[k % half]
+        mirror = work[(half - k) % half].conjugate()
+        even = 0.5 * (upper + mirror)
+        odd = -0.5j * (upper - mirror)
+        spectrum[k] = even + split_twiddles[k] * odd
+
+
+@njit(cache=True)
+def irfft_with(spectrum, signal, half_twiddles, split_twiddles, bit_reverse, work):
     half = work.shape[0]
     for k in range(half):
         upper = spectrum[k]
         mirror = spectrum[half - k].conjugate()
         even = 0.5 * (upper + mirror)
-        odd = 0.5 * (upper - mirror) * plan.split_twiddles[k].conjugate()
+        odd = 0.5 * (upper - mirror) * split_twiddles[k].conjugate()
         work[k] = even + 1j * odd
     if half > 0:
         # Bin 0 and bin n/2 of a real signal's spectrum are real by definition.
         work[0] = complex(0.5 * (spectrum[0].real + spectrum[half].real),
                           0.5 * (spectrum[0].real - spectrum[half].real))
-    _complex_fft_in_place(work, plan.half_twiddles, plan.bit_reverse, True)
+    _complex_fft_in_place(work, half_twiddles, bit_reverse, True)
     scale = 1.0 / half
     for index in range(half):
         value = work[index]

@@ -16,24 +16,32 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .fft import RealFftPlan, irfft, make_real_fft_plan, rfft
+from .fft import irfft_with, make_real_fft_plan, rfft_with
 
 MIN_N_FFT = 128
 MAX_N_FFT = 2048
 
 
+# The FFT plan's arrays sit flat in each state (not as a nested RealFftPlan): numba
+# unboxes a NamedTuple field by field on every call, and nesting costs a microsecond.
 class StftState(NamedTuple):
     window: np.ndarray  # analysis window, length n_fft
     frames: np.ndarray  # (channels, n_fft): the newest n_fft input samples per channel
     windowed: np.ndarray  # n_fft scratch: one channel's windowed frame
-    plan: RealFftPlan
+    half_twiddles: np.ndarray
+    split_twiddles: np.ndarray
+    bit_reverse: np.ndarray
+    fft_work: np.ndarray
 
 
 class IstftState(NamedTuple):
     window: np.ndarray  # synthesis window, length n_fft
     overlap: np.ndarray  # (channels, n_fft): overlap-add accumulator per channel
     inverse: np.ndarray  # n_fft scratch: one channel's inverse transform
-    plan: RealFftPlan
+    half_twiddles: np.ndarray
+    split_twiddles: np.ndarray
+    bit_reverse: np.ndarray
+    fft_work: np.ndarray
 
 
 def validate_stft_shape(n_fft: int, hop: int) -> None:
@@ -65,7 +73,7 @@ def make_stft_state(n_fft: int, hop: int, channels: int, dtype=np.float32) -> St
         window=analysis_window(n_fft, dtype),
         frames=np.zeros((channels, n_fft), dtype=dtype),
         windowed=np.zeros(n_fft, dtype=dtype),
-        plan=make_real_fft_plan(n_fft, dtype),
+        **make_real_fft_plan(n_fft, dtype)._asdict(),
     )
 
 
@@ -77,7 +85,7 @@ def make_istft_state(n_fft: int, hop: int, channels: int, dtype=np.float32) -> I
         window=synthesis_window(n_fft, hop, dtype),
         overlap=np.zeros((channels, n_fft), dtype=dtype),
         inverse=np.zeros(n_fft, dtype=dtype),
-        plan=make_real_fft_plan(n_fft, dtype),
+        **make_real_fft_plan(n_fft, dtype)._asdict(),
     )
 
 
@@ -102,7 +110,8 @@ def stft_analyze(hop_in, spectrum_out, state):
             frames[channel, n_fft - hop + index] = hop_in[channel, index]
         for index in range(n_fft):
             state.windowed[index] = frames[channel, index] * state.window[index]
-        rfft(state.windowed, spectrum_out[channel], state.plan)
+        rfft_with(state.windowed, spectrum_out[channel], state.half_twiddles, state.split_twiddles,
+                  state.bit_reverse, state.fft_work)
 
 
 @njit(cache=True)
@@ -112,7 +121,8 @@ def istft_synthesize(spectrum_in, hop_out, state):
     n_fft = overlap.shape[1]
     hop = hop_out.shape[1]
     for channel in range(overlap.shape[0]):
-        irfft(spectrum_in[channel], state.inverse, state.plan)
+        irfft_with(spectrum_in[channel], state.inverse, state.half_twiddles, state.split_twiddles,
+                   state.bit_reverse, state.fft_work)
         for index in range(n_fft):
             overlap[channel, index] += state.inverse[index] * state.window[index]
         for index in range(hop):

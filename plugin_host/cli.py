@@ -1,0 +1,66 @@
+"""The `samstream` command line.
+
+Every failure the user can cause (a missing file, an unreadable format, an unknown
+option, a bad value) ends with one line on stderr and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from samstream.stream.engine import ConfigurationError
+
+from .audio_files import AudioFileError
+
+USER_ERRORS = (AudioFileError, ConfigurationError, ValueError, OSError)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="samstream", description="Live, prompt-driven audio source separation.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    demo = commands.add_parser("demo", help="stream the bundled example through the engine; print latencies")
+    demo.add_argument("--input", help="audio file to stream instead of the bundled example")
+    demo.add_argument("--out", default="out/demo", help="folder for the output (default: out/demo)")
+
+    bench = commands.add_parser("bench", help="benchmarks; writes report.md and results.json")
+    bench.add_argument("--kernels", action="store_true", help="per-block cost of the DSP kernels and rings")
+    bench.add_argument("--out", default="bench_out", help="folder for the report (default: bench_out)")
+    bench.add_argument("--seconds", type=float, default=1.0, help="time budget per measured case")
+    return parser
+
+
+def run(arguments: argparse.Namespace) -> int:
+    if arguments.command == "demo":
+        from .demo import run_demo
+        run_demo(arguments.input, arguments.out)
+    elif arguments.command == "bench":
+        if not arguments.kernels:
+            raise ValueError("choose what to benchmark: --kernels")
+        if not arguments.seconds > 0:
+            raise ValueError(f"--seconds must be positive, got {arguments.seconds}")
+        from .bench_kernels import run_kernel_bench
+        run_kernel_bench(arguments.out, arguments.seconds)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        return run(arguments)
+    except USER_ERRORS as error:
+        print(f"samstream {arguments.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"samstream {arguments.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
