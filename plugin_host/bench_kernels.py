@@ -81,7 +81,7 @@ def time_calls(call: Callable[[], None], seconds: float, warm_up: int = 200) -> 
             samples.append(clock() - started)
     micros = np.asarray(samples) / 1000.0
     return {"p50_us": float(np.median(micros)), "p99_us": float(np.percentile(micros, 99)),
-            "mean_us": float(micros.mean()), "calls": int(len(micros))}
+            "mean_us": float(micros.mean()), "calls": len(micros)}
 
 
 def stft_cases(signal: np.ndarray) -> dict[str, Callable[[], None]]:

@@ -127,8 +127,8 @@ class BlockScheduler:
         out-of-range samples are sanitised on the way in and counted.
         """
         if block_in.shape != block_out.shape or block_in.ndim != 2 or block_in.shape[0] != self.channels:
-            raise ValueError(
-                f"blocks must both be (channels={self.channels}, n); got {block_in.shape} and {block_out.shape}")
+            raise ValueError(f"blocks must both be (channels={self.channels}, n); "
+                             f"got {block_in.shape} and {block_out.shape}")
         if block_in.dtype != np.float32 or block_out.dtype != np.float32:
             raise TypeError(f"blocks must be float32, got {block_in.dtype} and {block_out.dtype}")
         count = block_in.shape[1]
