@@ -4,6 +4,7 @@ demo: setup-serve
 	.venv/bin/samstream demo
 
 test: setup-test
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q tests
 
 bench: setup-test
