@@ -52,9 +52,9 @@ def ring_write(block, state):
     """Append ``block`` (channels, n); all or nothing. Returns False when it does not fit."""
     buffer = state.buffer
     count = block.shape[1]
-    written = state.counters[WRITTEN]
-    if buffer.shape[1] - (written - state.counters[READ]) < count:
+    if ring_space(state) < count:
         return False
+    written = state.counters[WRITTEN]
     mask = buffer.shape[1] - 1
     for channel in range(buffer.shape[0]):
         for index in range(count):
@@ -72,9 +72,9 @@ def ring_write_guarded(block, state, limit, tallies):
     """
     buffer = state.buffer
     count = block.shape[1]
-    written = state.counters[WRITTEN]
-    if buffer.shape[1] - (written - state.counters[READ]) < count:
+    if ring_space(state) < count:
         return False
+    written = state.counters[WRITTEN]
     mask = buffer.shape[1] - 1
     for channel in range(buffer.shape[0]):
         for index in range(count):
@@ -97,9 +97,9 @@ def ring_write_guarded(block, state, limit, tallies):
 def ring_write_zeros(count, state):
     """Append ``count`` samples of silence; all or nothing."""
     buffer = state.buffer
-    written = state.counters[WRITTEN]
-    if buffer.shape[1] - (written - state.counters[READ]) < count:
+    if ring_space(state) < count:
         return False
+    written = state.counters[WRITTEN]
     mask = buffer.shape[1] - 1
     for channel in range(buffer.shape[0]):
         for index in range(count):
@@ -113,9 +113,9 @@ def ring_read(block, state):
     """Fill ``block`` (channels, n) from the ring; all or nothing. Returns False when short."""
     buffer = state.buffer
     count = block.shape[1]
-    read = state.counters[READ]
-    if state.counters[WRITTEN] - read < count:
+    if ring_available(state) < count:
         return False
+    read = state.counters[READ]
     mask = buffer.shape[1] - 1
     for channel in range(buffer.shape[0]):
         for index in range(count):
