@@ -1,0 +1,74 @@
+"""Checkpoints describe themselves: ``config.json`` beside ``model.safetensors`` (training half)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .transformer import SeparationDiT
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def save_checkpoint(model: SeparationDiT, directory: Path, extra: dict | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.save(directory / CONFIG_NAME)
+    tensors = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
+    metadata = {key: json.dumps(value) for key, value in (extra or {}).items()}
+    partial = directory / (WEIGHTS_NAME + ".partial")
+    save_file(tensors, str(partial), metadata=metadata)
+    partial.replace(directory / WEIGHTS_NAME)
+    return directory
+
+
+def load_config(directory: Path) -> ModelConfig:
+    path = Path(directory) / CONFIG_NAME
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing (a checkpoint is config.json beside {WEIGHTS_NAME})")
+    try:
+        return ModelConfig.load(path)
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: not a samstream model config ({error})") from None
+
+
+def load_checkpoint(directory: Path) -> SeparationDiT:
+    """One call: config.json + model.safetensors -> a SeparationDiT in eval mode."""
+    config = load_config(directory)
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: unreadable weights ({error})") from None
+    model = SeparationDiT(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(tensors) if expected[name].shape != tensors[name].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: does not match {CONFIG_NAME} (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+    model.load_state_dict(tensors)
+    return model.eval()
+
+
+def checkpoint_metadata(directory: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(Path(directory) / WEIGHTS_NAME), framework="pt") as handle:
+        return {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

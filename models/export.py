@@ -1,0 +1,80 @@
+"""ONNX export of one streaming hop (training half).
+
+The graph takes the newest mixture frame, the prompt, fresh noise and the key/value
+caches of every flow step, runs the configured number of Euler steps, and returns the
+target mask with this frame's keys and values. Every shape is fixed, so ONNX Runtime
+plans once; the caches are inputs only, and the caller writes the new keys and values
+into its own ring in place (no cache copy per hop).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .flow import consistent_target_mask
+from .transformer import SeparationDiT, mixture_features
+
+OPSET = 17
+INPUT_NAMES = ["spectrum", "noise", "text", "example_features", "has_example", "anchor", "visual",
+               "key_cache", "value_cache", "ages", "seen"]
+OUTPUT_NAMES = ["target_mask", "new_keys", "new_values"]
+
+
+class HopGraph(nn.Module):
+    def __init__(self, model: SeparationDiT, steps: int):
+        super().__init__()
+        self.model = model
+        self.steps = steps
+
+    def forward(self, spectrum, noise, text, example_features, has_example, anchor, visual,
+                key_cache, value_cache, ages, seen):
+        features = mixture_features(spectrum, self.model.config.transformer.compression)
+        state = noise
+        keys, values = [], []
+        for index in range(self.steps):
+            time = torch.full((spectrum.shape[0],), index / self.steps)
+            condition = self.model.condition(time, text, example_features, has_example)
+            velocity, key, value = self.model.step(features, state, condition, anchor, visual,
+                                                   key_cache[index], value_cache[index], ages, seen)
+            state = state + velocity / self.steps
+            keys.append(key)
+            values.append(value)
+        return consistent_target_mask(state), torch.stack(keys), torch.stack(values)
+
+
+def example_inputs(model: SeparationDiT, steps: int, batch: int = 1) -> tuple:
+    config = model.config
+    spec = config.transformer
+    bins = config.stft.n_bins
+    cache = torch.zeros(steps, batch, spec.depth, spec.heads, spec.context_frames, model.head_dim)
+    return (torch.zeros(batch, 2, bins), torch.zeros(batch, 2 * bins), torch.zeros(batch, config.prompt.text_dim),
+            torch.zeros(batch, bins), torch.zeros(batch), torch.zeros(batch, dtype=torch.long),
+            torch.zeros(batch, config.prompt.visual_dim), cache, cache.clone(),
+            torch.arange(1, spec.context_frames + 1), torch.zeros(batch, dtype=torch.long))
+
+
+def export_hop(model: SeparationDiT, steps: int, path: Path) -> Path:
+    model = model.eval()
+    graph = HopGraph(model, steps)
+    with torch.no_grad():
+        torch.onnx.export(graph, example_inputs(model, steps), str(path), input_names=INPUT_NAMES,
+                          output_names=OUTPUT_NAMES, opset_version=OPSET, dynamo=False)
+    return path
+
+
+def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
+    """checkpoint (config.json + weights) -> a serving folder: hop_{steps}.onnx + config.json."""
+    model = load_checkpoint(checkpoint_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.config.save(out_dir / "config.json")
+    path = export_hop(model, steps, out_dir / f"hop_{steps}.onnx")
+    manifest_path = out_dir / "serving.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"hop_graphs": {}}
+    manifest["hop_graphs"][str(steps)] = path.name
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

@@ -1,0 +1,106 @@
+"""Flow matching on target and residual masks (training half).
+
+Data: for every bin, the target's and the residual's magnitude over the mixture's,
+clipped to [0, 1] and mapped to [-1, 1]; the pair is generated together from Gaussian
+noise along straight paths x_t = (1 - t) x_0 + t x_1, the network predicting the velocity
+x_1 - x_0. Generated masks are made consistent (they sum to one) before use, so target
++ residual is the mixture exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import ModelConfig
+from .torch_dsp import stft
+from .transformer import SeparationDiT, mixture_features
+
+
+@dataclass
+class Conditioning:
+    """Prompts for a batch: text (B, text_dim), example span features (B, bins) with a 0/1 flag,
+    per-frame anchors (B, T) and visual features (B, T, visual_dim)."""
+
+    text: torch.Tensor
+    example_features: torch.Tensor
+    has_example: torch.Tensor
+    anchors: torch.Tensor
+    visual: torch.Tensor
+
+    @classmethod
+    def empty(cls, config: ModelConfig, batch: int, frames: int) -> Conditioning:
+        return cls(torch.zeros(batch, config.prompt.text_dim), torch.zeros(batch, config.stft.n_bins),
+                   torch.zeros(batch), torch.zeros(batch, frames, dtype=torch.long),
+                   torch.zeros(batch, frames, config.prompt.visual_dim))
+
+
+def spectra(signal: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """(B, n) -> (B, frames, 2, bins) real/imag, framed exactly as the stream frames."""
+    spectrum = stft(signal, config.stft.n_fft, config.stft.hop).transpose(-1, -2)
+    return torch.stack((spectrum.real, spectrum.imag), dim=-2).to(torch.float32)
+
+
+def magnitude(spectrum: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(spectrum[..., 0, :] ** 2 + spectrum[..., 1, :] ** 2 + 1e-12)
+
+
+def mask_targets(mixture: torch.Tensor, target: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Spectra (B, T, 2, bins) -> x_1 (B, T, 2*bins): clipped magnitude ratios in [-1, 1]."""
+    mix = magnitude(mixture)
+    ratios = [torch.clamp(magnitude(source) / (mix + 1e-8), 0.0, 1.0) for source in (target, residual)]
+    return torch.cat(ratios, dim=-1) * 2.0 - 1.0
+
+
+def consistent_target_mask(state: torch.Tensor) -> torch.Tensor:
+    """Generated state (..., 2*bins) -> the target's mask in [0, 1]; the residual's is 1 minus it."""
+    target, residual = ((state.clamp(-1.0, 1.0) + 1.0) / 2.0).chunk(2, dim=-1)
+    return (target + 1.0 - residual) / 2.0
+
+
+def lookahead_align(features: torch.Tensor, lookahead: int) -> torch.Tensor:
+    """Token t sees mixture frame t + lookahead; frames past the end are silence."""
+    if lookahead == 0:
+        return features
+    padding = torch.zeros_like(features[:, :lookahead])
+    return torch.cat((features[:, lookahead:], padding), dim=1)
+
+
+def sample_times(batch: int, config: ModelConfig, generator=None) -> torch.Tensor:
+    normal = torch.randn(batch, generator=generator)
+    return torch.sigmoid(config.flow.logit_normal_mean + config.flow.logit_normal_std * normal)
+
+
+def flow_matching_loss(model: SeparationDiT, mixture: torch.Tensor, target: torch.Tensor,
+                       conditioning: Conditioning, generator=None) -> torch.Tensor:
+    """mixture, target: (B, n) waveforms; the residual is mixture - target."""
+    config = model.config
+    mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
+    data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
+    features = mixture_features(mix_spec, config.transformer.compression)
+    noise = torch.randn(data.shape, generator=generator)
+    time = sample_times(data.shape[0], config, generator)
+    noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * data
+    velocity = model(lookahead_align(features, config.transformer.lookahead_frames), noisy, time,
+                     conditioning.text, conditioning.example_features, conditioning.has_example,
+                     conditioning.anchors, conditioning.visual)
+    # Bins weighted by the mixture's compressed level: silent bins matter little to the ear.
+    weight = features / (features.mean(dim=(1, 2), keepdim=True) + 1e-8)
+    error = (velocity - (data - noise)) ** 2
+    return (error * weight.repeat(1, 1, 2)).mean()
+
+
+@torch.no_grad()
+def generate_masks(model: SeparationDiT, mixture_spectrum: torch.Tensor, conditioning: Conditioning,
+                   steps: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Euler integration over whole sequences -> target masks (B, T, bins)."""
+    config = model.config
+    features = lookahead_align(mixture_features(mixture_spectrum, config.transformer.compression),
+                               config.transformer.lookahead_frames)
+    batch, frames, bins = features.shape
+    state = torch.randn(batch, frames, 2 * bins) if noise is None else noise.clone()
+    for index in range(steps):
+        time = torch.full((batch,), index / steps)
+        state = state + model(features, state, time, conditioning.text, conditioning.example_features,
+                              conditioning.has_example, conditioning.anchors, conditioning.visual) / steps
+    return consistent_target_mask(state)

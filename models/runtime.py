@@ -1,0 +1,152 @@
+"""The serving half of a model: one ONNX Runtime call per hop, no torch.
+
+``OnnxSeparator`` is a ``SpectralModel`` for ``StftEngine``: each hop it downmixes the
+frame, runs the exported hop graph (flow steps unrolled inside) on buffers bound once
+by IO binding, stores this frame's keys and values in the cache rings in place, and
+applies the mask to every channel of the frame the mask belongs to.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from samstream.kernels.masking import apply_mask, downmix_real_imag, push_frame, slot_ages, store_keys_values
+
+from .config import ModelConfig
+
+
+class ModelFolderError(ValueError):
+    """A serving folder that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the model is asked for. All None: no prompt, and the audio passes through."""
+
+    text_embedding: np.ndarray | None = None  # (text_dim,)
+    example_features: np.ndarray | None = None  # (bins,) mean compressed magnitude of a captured span
+    visual: np.ndarray | None = None  # (visual_dim,) features of the current video frame
+
+    @property
+    def is_empty(self) -> bool:
+        return self.text_embedding is None and self.example_features is None and self.visual is None
+
+
+def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
+    model_dir = Path(model_dir)
+    for name in ("config.json", "serving.json"):
+        if not (model_dir / name).exists():
+            raise ModelFolderError(f"{model_dir / name}: missing (export the model with `samstream export`)")
+    try:
+        config = ModelConfig.load(model_dir / "config.json")
+        serving = json.loads((model_dir / "serving.json").read_text())
+    except (ValueError, TypeError, KeyError) as error:
+        raise ModelFolderError(f"{model_dir}: unreadable model description ({error})") from None
+    return config, serving
+
+
+def make_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # ORT raises its own untyped errors for corrupt files
+        raise ModelFolderError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0]})") from None
+
+
+class OnnxSeparator:
+    """Streams one separation model; configure once, then ``process`` every hop."""
+
+    def __init__(self, model_dir: Path, steps: int | None = None, threads: int = 1, seed: int = 0):
+        self.config, serving = load_serving_config(model_dir)
+        graphs = {int(key): value for key, value in serving["hop_graphs"].items()}
+        self.steps = steps if steps is not None else min(graphs)
+        if self.steps not in graphs:
+            raise ModelFolderError(f"{model_dir}: no hop graph for {self.steps} steps (has {sorted(graphs)})")
+        self.session = make_session(Path(model_dir) / graphs[self.steps], threads)
+        self.lookahead_frames = self.config.transformer.lookahead_frames
+        self.keep_target = True
+        self._random = np.random.default_rng(seed)
+        self._pending: Prompt | None = Prompt()
+        self._prompt_lock = threading.Lock()
+        self.passing_through = True
+
+    def set_prompt(self, prompt: Prompt) -> None:
+        """From any thread; takes effect at the next hop boundary."""
+        with self._prompt_lock:
+            self._pending = prompt
+
+    def configure(self, channels: int, n_bins: int) -> None:
+        config = self.config
+        if n_bins != config.stft.n_bins:
+            raise ModelFolderError(f"the model wants {config.stft.n_bins} bins, the engine gives {n_bins}")
+        spec = config.transformer
+        head_dim = spec.width // spec.heads
+        cache_shape = (self.steps, 1, spec.depth, spec.heads, spec.context_frames, head_dim)
+        self.buffers = {
+            "spectrum": np.zeros((1, 2, n_bins), np.float32),
+            "noise": np.zeros((1, 2 * n_bins), np.float32),
+            "text": np.zeros((1, config.prompt.text_dim), np.float32),
+            "example_features": np.zeros((1, n_bins), np.float32),
+            "has_example": np.zeros(1, np.float32),
+            "anchor": np.zeros(1, np.int64),
+            "visual": np.zeros((1, config.prompt.visual_dim), np.float32),
+            "key_cache": np.zeros(cache_shape, np.float32),
+            "value_cache": np.zeros(cache_shape, np.float32),
+            "ages": np.zeros(spec.context_frames, np.int64),
+            "seen": np.zeros(1, np.int64),
+        }
+        self.outputs = {
+            "target_mask": np.zeros((1, n_bins), np.float32),
+            "new_keys": np.zeros((self.steps, 1, spec.depth, spec.heads, head_dim), np.float32),
+            "new_values": np.zeros((self.steps, 1, spec.depth, spec.heads, head_dim), np.float32),
+        }
+        self.binding = self.session.io_binding()
+        for name, array in {**self.buffers, **self.outputs}.items():
+            bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
+            bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+        self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
+        self._frame = 0
+        self._write_slot = 0
+        self._pending = self._pending or Prompt()
+
+    def _take_prompt(self) -> None:
+        with self._prompt_lock:
+            prompt, self._pending = self._pending, None
+        if prompt is None:
+            return
+        self.passing_through = prompt.is_empty
+        buffers = self.buffers
+        buffers["text"][0] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
+        buffers["has_example"][0] = prompt.example_features is not None
+        buffers["example_features"][0] = 0.0 if prompt.example_features is None else prompt.example_features
+        buffers["visual"][0] = 0.0 if prompt.visual is None else prompt.visual
+
+    def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None:
+        if self._pending is not None:
+            self._take_prompt()
+        buffers = self.buffers
+        context = self.config.transformer.context_frames
+        downmix_real_imag(spectrum_in, buffers["spectrum"])
+        self._random.standard_normal(out=buffers["noise"], dtype=np.float32)
+        slot_ages(self._write_slot, buffers["ages"])
+        buffers["seen"][0] = min(self._frame, context)
+        self.session.run_with_iobinding(self.binding)
+        store_keys_values(self.outputs["new_keys"], self.outputs["new_values"], buffers["key_cache"],
+                          buffers["value_cache"], self._write_slot)
+        self._write_slot = (self._write_slot + 1) % context
+        self._frame += 1
+        depth = self.lookahead_frames + 1
+        push_frame(spectrum_in, self._history, self._frame % depth)
+        delayed = self._history[(self._frame - self.lookahead_frames) % depth]
+        if self.passing_through:
+            np.copyto(spectrum_out, delayed)
+        else:
+            apply_mask(delayed, self.outputs["target_mask"], spectrum_out, self.keep_target)

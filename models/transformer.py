@@ -1,0 +1,193 @@
+"""The separation DiT: a causal transformer over STFT frames that predicts flow velocities.
+
+Read top-down: ``SeparationDiT`` embeds each frame (mixture features, the noisy masks
+being generated, span anchors, visual features), conditions every block on the flow
+time and the prompt through adaptive layer norm, attends causally over a bounded past,
+and returns the velocity of the target and residual masks.
+
+It runs two ways that compute the same numbers:
+- ``forward``: whole sequences (training, offline); rotary positions on queries and keys
+  and a causal band mask of ``context_frames`` past frames.
+- ``step``: one frame (streaming, ONNX export); the past lives in a key/value cache of
+  fixed shape, stored unrotated and rotated by each slot's age, so the cache never needs
+  shifting and positions never grow with the stream's length.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as functional
+from torch import nn
+
+from .config import ModelConfig
+
+ANCHOR_NONE, ANCHOR_POSITIVE, ANCHOR_NEGATIVE = 0, 1, 2
+
+
+def mixture_features(spectrum: torch.Tensor, compression: float) -> torch.Tensor:
+    """(..., 2, bins) real/imag -> (..., bins) compressed magnitude: level-robust, cheap."""
+    power = spectrum[..., 0, :] ** 2 + spectrum[..., 1, :] ** 2
+    return (power + 1e-12) ** (0.5 * compression)
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    frequencies = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = positions.to(torch.float32)[:, None] * frequencies[None, :]
+    return torch.cos(angles), torch.sin(angles)
+
+
+def rotate(values: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding on the last axis, pairs (even, odd); cos/sin broadcast over leading axes."""
+    even, odd = values[..., 0::2], values[..., 1::2]
+    return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+
+
+def modulate(values: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return values * (1 + scale) + shift
+
+
+class TimeEmbedding(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, time: torch.Tensor) -> torch.Tensor:
+        half = self.width // 2
+        frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        angles = 1000.0 * time[:, None] * frequencies[None, :]
+        return self.mlp(torch.cat((torch.cos(angles), torch.sin(angles)), dim=-1))
+
+
+class Block(nn.Module):
+    """Pre-norm attention + MLP, each modulated and gated by the conditioning (adaLN-Zero)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = width // heads
+        self.norm_attention = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.norm_mlp = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_ratio * width, width))
+        self.modulation = nn.Linear(width, 6 * width)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def split_heads(self, values: torch.Tensor) -> torch.Tensor:
+        batch, frames, _ = values.shape
+        return values.view(batch, frames, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, tokens, condition, cos, sin, mask):
+        """tokens (B, T, W); condition (B, W); cos/sin (T, head_dim/2); mask (T, T) additive."""
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(condition)[:, None].chunk(6, -1)
+        query, key, value = self.qkv(modulate(self.norm_attention(tokens), shift_a, scale_a)).chunk(3, -1)
+        query = rotate(self.split_heads(query), cos, sin)
+        key = rotate(self.split_heads(key), cos, sin)
+        attended = functional.scaled_dot_product_attention(query, key, self.split_heads(value), attn_mask=mask)
+        tokens = tokens + gate_a * self.out(attended.transpose(1, 2).flatten(2))
+        return tokens + gate_m * self.mlp(modulate(self.norm_mlp(tokens), shift_m, scale_m))
+
+    def step(self, token, condition, key_cache, value_cache, cache_cos, cache_sin, cache_mask):
+        """One frame. token (B, W); caches (B, H, C, D) unrotated; cache_cos/sin (C, D/2) rotate
+        each slot back by its age; cache_mask (B, C) additive. Returns (token, new key, new value)."""
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(condition).chunk(6, -1)
+        query, key, value = self.qkv(modulate(self.norm_attention(token), shift_a, scale_a)).chunk(3, -1)
+        batch = token.shape[0]
+        query = query.view(batch, self.heads, 1, self.head_dim)
+        key = key.view(batch, self.heads, 1, self.head_dim)
+        value = value.view(batch, self.heads, 1, self.head_dim)
+        past_keys = rotate(key_cache, cache_cos, cache_sin)
+        keys = torch.cat((key, past_keys), dim=2)
+        values = torch.cat((value, value_cache), dim=2)
+        mask = torch.cat((torch.zeros_like(cache_mask[:, :1]), cache_mask), dim=1)[:, None, None, :]
+        scores = (query @ keys.transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
+        attended = torch.softmax(scores, dim=-1) @ values
+        token = token + gate_a * self.out(attended.reshape(batch, -1))
+        token = token + gate_m * self.mlp(modulate(self.norm_mlp(token), shift_m, scale_m))
+        return token, key.view(batch, self.heads, self.head_dim), value.view(batch, self.heads, self.head_dim)
+
+
+class SeparationDiT(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        bins = config.stft.n_bins
+        spec = config.transformer
+        width = spec.width
+        if width % spec.heads or (width // spec.heads) % 2:
+            raise ValueError(f"width {width} must split into {spec.heads} heads of even size")
+        self.input = nn.Linear(3 * bins, width)
+        self.anchors = nn.Embedding(3, width)
+        self.visual = nn.Linear(config.prompt.visual_dim, width)
+        self.text = nn.Linear(config.prompt.text_dim, width)
+        self.example_encoder = nn.Sequential(nn.Linear(bins, config.prompt.example_dim), nn.GELU(approximate="tanh"),
+                                             nn.Linear(config.prompt.example_dim, width))
+        # Zero-initialised gates: a prompt path contributes nothing until training opens it.
+        self.anchor_gate = nn.Parameter(torch.zeros(width))
+        self.visual_gate = nn.Parameter(torch.zeros(width))
+        self.example_gate = nn.Parameter(torch.zeros(width))
+        self.time = TimeEmbedding(width)
+        self.blocks = nn.ModuleList(Block(width, spec.heads, spec.mlp_ratio) for _ in range(spec.depth))
+        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Linear(width, 2 * width)
+        self.head = nn.Linear(width, 2 * bins)
+        for layer in (self.final_modulation, self.head):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def head_dim(self) -> int:
+        return self.config.transformer.width // self.config.transformer.heads
+
+    def condition(self, time, text, example_features, has_example):
+        """(B,), (B, text_dim), (B, bins) mean features of a captured span, (B,) 0/1 -> (B, W)."""
+        example = self.example_encoder(example_features) * has_example[:, None]
+        return functional.silu(self.time(time) + self.text(text) + self.example_gate * example)
+
+    def embed_frames(self, features, state, anchors, visual):
+        """features (B, T, bins); state (B, T, 2*bins) noisy masks; anchors (B, T); visual (B, T, V)."""
+        tokens = self.input(torch.cat((features, state), dim=-1))
+        return tokens + self.anchor_gate * self.anchors(anchors) + self.visual_gate * self.visual(visual)
+
+    def project(self, tokens, condition):
+        shift, scale = self.final_modulation(condition).chunk(2, -1)
+        if tokens.dim() == 3:
+            shift, scale = shift[:, None], scale[:, None]
+        return self.head(modulate(self.final_norm(tokens), shift, scale))
+
+    def forward(self, features, state, time, text, example_features, has_example, anchors, visual):
+        """Whole sequences -> velocity (B, T, 2*bins). ``features`` are already lookahead-aligned."""
+        frames = features.shape[1]
+        condition = self.condition(time, text, example_features, has_example)
+        tokens = self.embed_frames(features, state, anchors, visual)
+        positions = torch.arange(frames)
+        cos, sin = rotary_tables(positions, self.head_dim, self.config.transformer.rope_base)
+        age = positions[:, None] - positions[None, :]
+        allowed = (age >= 0) & (age <= self.config.transformer.context_frames)
+        mask = torch.zeros(frames, frames).masked_fill(~allowed, float("-inf"))
+        for block in self.blocks:
+            tokens = block(tokens, condition, cos, sin, mask)
+        return self.project(tokens, condition)
+
+    def step(self, features, state, condition, anchors, visual, key_cache, value_cache, ages, seen):
+        """One frame per batch row.
+
+        features (B, bins), state (B, 2*bins), condition (B, W) from ``condition``, anchors (B,)
+        int64, visual (B, V); key_cache/value_cache (B, depth, H, C, D); ages (C,) int64, the age
+        in frames (1..C) of each cache slot; seen (B,) frames already in the cache.
+        Returns velocity (B, 2*bins) and this frame's keys and values (B, depth, H, D).
+        """
+        token = self.embed_frames(features[:, None], state[:, None], anchors[:, None], visual[:, None])[:, 0]
+        cos, sin = rotary_tables(-ages, self.head_dim, self.config.transformer.rope_base)
+        cache_mask = torch.where(ages[None, :] <= seen[:, None], 0.0, float("-inf"))
+        new_keys, new_values = [], []
+        for layer, block in enumerate(self.blocks):
+            token, key, value = block.step(token, condition, key_cache[:, layer], value_cache[:, layer],
+                                           cos, sin, cache_mask)
+            new_keys.append(key)
+            new_values.append(value)
+        return self.project(token, condition), torch.stack(new_keys, 1), torch.stack(new_values, 1)
