@@ -4,7 +4,6 @@ All of these run once per hop on preallocated arrays and allocate nothing.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 
