@@ -23,6 +23,7 @@ setup(
         "python-osc>=1.8",
         "websockets>=12",
         "tqdm>=4.60",
+        "tokenizers>=0.15",
     ],
     extras_require={
         # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.

@@ -36,6 +36,7 @@ VARIANTS = ("fp32", "int8")
 ENV_DIR = "SAMSTREAM_TEXT_ENCODER_DIR"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "embedding"
+MAX_PROMPT_CHARS = 100_000  # longer prompts are cut here before tokenizing (the model reads <= 254 tokens)
 _NORM_TOLERANCE = 1e-3
 
 
@@ -239,33 +240,40 @@ class TextEncoder:
 
     # -- encoding --------------------------------------------------------------------
 
+    def _prepare(self, text: str) -> tuple[str, str]:
+        """(text the tokenizer gets, cache key); ("", "") for an empty prompt."""
+        collapsed = normalize_prompt(text)[:MAX_PROMPT_CHARS]
+        if not collapsed:
+            return "", ""
+        return collapsed, " ".join(self._normalizer.normalize_str(collapsed).split())
+
     def cache_key(self, text: str) -> str:
         """The cache key: the text as the model reads it, whitespace collapsed.
 
-        That is the tokenizer's own normaliser (BERT, uncased: control characters
-        dropped, lower-cased, accents stripped), then whitespace stripped and collapsed.
-        So "Lead Vocal", "lead  vocal " and "lead vocal" share one entry, exactly because
-        the model cannot tell them apart; nothing the model can tell apart shares one.
+        The text is stripped and its whitespace collapsed, then passed through the
+        tokenizer's own normaliser (BERT, uncased: control characters dropped, lower-cased,
+        accents stripped). So "Lead Vocal", "lead  vocal " and "LEAD VOCAL" share one entry,
+        exactly because the model cannot tell them apart; texts that tokenize differently
+        never share one. "" means an empty prompt.
         """
-        normalized = normalize_prompt(text)
-        if not normalized:
-            return ""
-        return " ".join(self._normalizer.normalize_str(normalized).split())
+        return self._prepare(text)[1]
 
     def encode(self, text: str) -> np.ndarray | None:
         """Embed one text prompt: float32, shape (dimension,), unit L2 norm, read-only.
 
-        An empty prompt ("" or only whitespace/control characters) returns ``None``: it
-        means "no prompt", and the engine passes audio through. A zero vector is not
-        returned because every real embedding has unit norm, a zero vector would look like
-        a valid conditioning input that the model never saw, and ``None`` makes a caller
-        branch explicitly. Any other string (unknown words, emoji, other scripts, very long
-        text, truncated at ``max_tokens`` tokens) gives a finite unit-norm embedding.
+        An empty prompt ("", only whitespace, or only control characters) returns
+        ``None``: it means "no prompt", and the engine passes audio through. A zero vector
+        is not returned because every real embedding has unit norm, a zero vector would
+        look like a valid conditioning input that the model never saw, and ``None`` makes
+        a caller branch explicitly. Any other string (unknown words, emoji, other scripts,
+        very long text) gives a finite unit-norm embedding; the model reads at most
+        ``max_tokens`` tokens (the rest is truncated, as sentence-transformers does) and
+        text beyond MAX_PROMPT_CHARS characters is cut before tokenizing.
 
-        Raises TypeError for anything but a str. Repeated texts (same ``cache_key``) return
-        the same array object without running the model.
+        Raises TypeError for anything but a str. Texts with the same ``cache_key`` return
+        the same array object without running the model again.
         """
-        key = self.cache_key(text)
+        prepared, key = self._prepare(text)
         if not key:
             return None
         with self._lock:
@@ -275,7 +283,7 @@ class TextEncoder:
                 self.hits += 1
                 return cached
             self.misses += 1
-            embedding = self._run(text)
+            embedding = self._run(prepared)
             embedding.flags.writeable = False
             if self.cache_size:
                 self._cache[key] = embedding
@@ -295,9 +303,9 @@ class TextEncoder:
         return embedding
 
     def token_count(self, text: str) -> int:
-        """Tokens the model sees for ``text`` (with [CLS] and [SEP], after truncation)."""
-        normalize_prompt(text)
-        return len(self._tokenizer.encode(text).ids)
+        """Tokens the model reads for ``text`` (with [CLS] and [SEP], after truncation); 0 if empty."""
+        prepared, key = self._prepare(text)
+        return len(self._tokenizer.encode(prepared).ids) if key else 0
 
     def cache_info(self) -> dict[str, int]:
         with self._lock:
