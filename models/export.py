@@ -38,7 +38,7 @@ class HopGraph(nn.Module):
         for index in range(self.steps):
             time = torch.full((spectrum.shape[0],), index / self.steps)
             condition = self.model.condition(time, text, example_features, has_example)
-            velocity, key, value = self.model.step(features, state, condition, anchor, visual,
+            velocity, key, value = self.model.step(features, state, time, condition, anchor, visual,
                                                    key_cache[index], value_cache[index], ages, seen)
             state = state + velocity / self.steps
             keys.append(key)

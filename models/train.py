@@ -1,0 +1,206 @@
+"""`samstream train`: flow-matching training of the separation DiT (training half).
+
+One process on a CPU, or ``torchrun --nproc_per_node N`` with DistributedDataParallel;
+EMA weights, gradient accumulation, resume from the run folder, a progress bar, a CSV
+log, and validation SI-SDR improvement at a fixed interval. The run folder holds
+``checkpoint/`` (EMA weights: config.json + model.safetensors, what export reads) and
+``training_state.pt`` (everything needed to resume).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as distributed
+from tqdm import tqdm
+
+from .checkpoint import count_parameters, save_checkpoint
+from .config import ModelConfig
+from .flow import flow_matching_loss, generate_masks, spectra
+from .prompts import PromptSampler, TrainingExample
+from .torch_dsp import istft
+from .transformer import SeparationDiT
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 20000
+    batch_size: int = 8
+    accumulate: int = 1
+    learning_rate: float = 4e-4
+    warmup_steps: int = 500
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    seconds: float = 2.0
+    validate_every: int = 500
+    validation_steps: int = 4  # flow steps used for the periodic validation figure
+    save_every: int = 250
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+
+
+def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    reference = reference - reference.mean()
+    estimate = estimate - estimate.mean()
+    scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+    projection = scale * reference
+    noise = estimate - projection
+    return float(10 * np.log10((np.dot(projection, projection) + 1e-12) / (np.dot(noise, noise) + 1e-12)))
+
+
+def separate_batch(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> np.ndarray:
+    """Torch reference separation of whole examples -> target waveforms (B, n)."""
+    config = model.config
+    mixture = torch.from_numpy(np.stack([example.mixture for example in examples]))
+    spectrum = spectra(mixture, config)
+    conditioning = PromptSampler.stack([example.conditioning for example in examples], config)
+    masks = generate_masks(model, spectrum, conditioning, steps)
+    complex_spectrum = torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]) * masks
+    return istft(complex_spectrum.transpose(-1, -2), config.stft.n_fft, config.stft.hop, mixture.shape[-1]).numpy()
+
+
+def validation_figures(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> dict[str, float]:
+    """Mean SI-SDR improvement of the target (extract) and of the residual (remove)."""
+    estimates = separate_batch(model, examples, steps)
+    extract, remove = [], []
+    for example, estimate in zip(examples, estimates, strict=True):
+        residual = example.mixture - example.target
+        extract.append(si_sdr(estimate, example.target) - si_sdr(example.mixture, example.target))
+        remove.append(si_sdr(example.mixture - estimate, residual) - si_sdr(example.mixture, residual))
+    return {"si_sdri_extract": float(np.mean(extract)), "si_sdri_remove": float(np.mean(remove))}
+
+
+def learning_rate_at(step: int, settings: TrainSettings) -> float:
+    warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
+    progress = min(1.0, step / max(1, settings.steps))
+    return settings.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
+
+
+class Trainer:
+    def __init__(self, config: ModelConfig, settings: TrainSettings, run_dir: Path,
+                 sampler: PromptSampler, validation: list[TrainingExample],
+                 loss_fn: Callable | None = None):
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        if self.world > 1 and not distributed.is_initialized():
+            distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.sampler = sampler
+        self.validation = validation
+        self.loss_fn = loss_fn or flow_matching_loss
+        torch.manual_seed(settings.seed)
+        self.model = SeparationDiT(config)
+        self.ema = copy.deepcopy(self.model).eval()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate,
+                                           weight_decay=settings.weight_decay)
+        self.step = 0
+        self.generator = torch.Generator().manual_seed(settings.seed * 1000 + self.rank)
+        self.rng = np.random.default_rng(settings.seed * 1000 + self.rank)
+        self._resume()
+        self.network = self.model
+        if self.world > 1:
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model)
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "training_state.pt"
+
+    def _resume(self) -> None:
+        if not self.state_path.exists():
+            return
+        state = torch.load(self.state_path, weights_only=False)
+        if state["config"] != self.model.config.to_dict():
+            raise ValueError(f"{self.state_path}: was trained with another model config; use a new --run folder")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(self.ema, self.run_dir / "checkpoint", extra={"step": self.step})
+        state = {"config": self.model.config.to_dict(), "model": self.model.state_dict(),
+                 "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
+        partial = self.state_path.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(self.state_path)
+
+    def _update_ema(self) -> None:
+        decay = min(self.settings.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for averaged, current in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                averaged.lerp_(current, 1 - decay)
+
+    def train_step(self) -> float:
+        settings = self.settings
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate_at(self.step, settings)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(settings.accumulate):
+            batch = self.sampler.batch(settings.batch_size, settings.seconds, self.rng)
+            mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
+            target = torch.from_numpy(np.stack([example.target for example in batch]))
+            conditioning = PromptSampler.stack([example.conditioning for example in batch], self.model.config)
+            loss = self.loss_fn(self.network, mixture, target, conditioning, self.generator) / settings.accumulate
+            loss.backward()
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self._update_ema()
+        self.step += 1
+        return total
+
+    def run(self, progress: bool = True) -> dict:
+        settings = self.settings
+        log_path = self.run_dir / "log.csv"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        new_log = not log_path.exists()
+        figures: dict = {}
+        with open(log_path, "a", newline="") as handle:
+            log = csv.writer(handle)
+            if new_log:
+                log.writerow(["step", "loss", "learning_rate", "seconds", "si_sdri_extract", "si_sdri_remove"])
+            bar = tqdm(total=settings.steps, initial=self.step, disable=not progress or self.rank != 0,
+                       desc=f"train ({count_parameters(self.model) / 1e6:.2f} M parameters)")
+            started = time.time()
+            while self.step < settings.steps:
+                loss = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                row = [self.step, f"{loss:.5f}", f"{learning_rate_at(self.step, settings):.2e}",
+                       f"{time.time() - started:.1f}", "", ""]
+                if self.validation and (self.step % settings.validate_every == 0 or self.step == settings.steps):
+                    figures = validation_figures(self.ema, self.validation, settings.validation_steps)
+                    row[4:] = [f"{figures['si_sdri_extract']:.2f}", f"{figures['si_sdri_remove']:.2f}"]
+                    bar.write(f"step {self.step}: validation SI-SDRi extract {figures['si_sdri_extract']:+.2f} dB, "
+                              f"remove {figures['si_sdri_remove']:+.2f} dB")
+                if self.rank == 0:
+                    log.writerow(row)
+                    handle.flush()
+                if self.step % settings.save_every == 0 or self.step == settings.steps:
+                    self.save()
+            bar.close()
+        return figures
+
+
+def settings_from(arguments, base: TrainSettings | None = None) -> TrainSettings:
+    base = base or TrainSettings()
+    chosen = {name: getattr(arguments, name) for name in base.__dataclass_fields__
+              if getattr(arguments, name, None) is not None}
+    return replace(base, **chosen)

@@ -1,0 +1,204 @@
+"""The DiT streamed hop by hop (torch and ONNX Runtime) equals the DiT over whole sequences."""
+import numpy as np
+import pytest
+import torch
+
+from samstream.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from samstream.models.config import ModelConfig, TransformerConfig
+from samstream.models.export import export_model_dir
+from samstream.models.flow import Conditioning, generate_masks, spectra
+from samstream.models.runtime import ModelFolderError, OnnxSeparator, Prompt
+from samstream.models.transformer import SeparationDiT
+from samstream.stream.engine import StftEngine
+from samstream.stream.offline import fixed_blocks, render_streamed
+from samstream.stream.scheduler import BlockScheduler
+
+
+def tiny_config(lookahead=0, context=8):
+    return ModelConfig(transformer=TransformerConfig(width=32, depth=2, heads=2, context_frames=context,
+                                                     lookahead_frames=lookahead))
+
+
+def randomised(config, seed=0):
+    """A model whose zero-initialised parts are opened, so every path carries signal."""
+    torch.manual_seed(seed)
+    model = SeparationDiT(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.05)
+    return model.eval()
+
+
+def stream_with_torch(model, features, state, time, conditioning):
+    config = model.config.transformer
+    batch, frames, _ = features.shape
+    shape = (batch, config.depth, config.heads, config.context_frames, model.head_dim)
+    keys, values = torch.zeros(shape), torch.zeros(shape)
+    condition = model.condition(time, conditioning.text, conditioning.example_features, conditioning.has_example)
+    outputs, slot = [], 0
+    for frame in range(frames):
+        ages = (slot - torch.arange(config.context_frames) - 1) % config.context_frames + 1
+        seen = torch.full((batch,), min(frame, config.context_frames))
+        velocity, key, value = model.step(features[:, frame], state[:, frame], time, condition,
+                                          conditioning.anchors[:, frame], conditioning.visual[:, frame],
+                                          keys, values, ages, seen)
+        keys[:, :, :, slot], values[:, :, :, slot] = key, value
+        slot = (slot + 1) % config.context_frames
+        outputs.append(velocity)
+    return torch.stack(outputs, 1)
+
+
+def random_conditioning(config, batch, frames, generator):
+    return Conditioning(torch.randn(batch, config.prompt.text_dim, generator=generator),
+                        torch.rand(batch, config.stft.n_bins, generator=generator), torch.tensor([1.0, 0.0])[:batch],
+                        torch.randint(0, 3, (batch, frames), generator=generator),
+                        torch.randn(batch, frames, config.prompt.visual_dim, generator=generator))
+
+
+@pytest.mark.parametrize("context", [4, 8, 40])
+def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(context):
+    config = tiny_config(context=context)
+    model = randomised(config)
+    generator = torch.Generator().manual_seed(1)
+    batch, frames, bins = 2, 30, config.stft.n_bins
+    features = torch.rand(batch, frames, bins, generator=generator)
+    state = torch.randn(batch, frames, 2 * bins, generator=generator)
+    time = torch.rand(batch, generator=generator)
+    conditioning = random_conditioning(config, batch, frames, generator)
+    with torch.no_grad():
+        whole = model(features, state, time, conditioning.text, conditioning.example_features,
+                      conditioning.has_example, conditioning.anchors, conditioning.visual)
+        streamed = stream_with_torch(model, features, state, time, conditioning)
+    assert (whole - streamed).abs().max() < 1e-4 * whole.abs().max()
+
+
+@pytest.fixture(scope="module", params=[0, 2], ids=["no-lookahead", "lookahead-2"])
+def exported(request, tmp_path_factory):
+    config = tiny_config(lookahead=request.param)
+    model = randomised(config, seed=request.param)
+    folder = tmp_path_factory.mktemp(f"model{request.param}")
+    save_checkpoint(model, folder / "checkpoint")
+    for steps in (1, 2):
+        export_model_dir(folder / "checkpoint", folder / "serving", steps)
+    return model, folder
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_onnx_live_path_equals_torch_offline_generation(exported, steps):
+    """The whole live path (scheduler, STFT, ONNX hop, mask, ISTFT) against torch on the file."""
+    model, folder = exported
+    config = model.config
+    hop = config.stft.hop
+    separator = OnnxSeparator(folder / "serving", steps=steps, seed=3)
+    text = np.random.default_rng(0).standard_normal(config.prompt.text_dim).astype(np.float32)
+    separator.set_prompt(Prompt(text_embedding=text))
+    engine = StftEngine(config.stft.n_fft, hop, model=separator)
+    noises, masks = [], []
+    original_process = separator.process
+
+    def recording_process(spectrum_in, spectrum_out):
+        frame = separator._frame
+        original_process(spectrum_in, spectrum_out)
+        if frame >= separator.lookahead_frames:
+            noises.append(separator.buffers["noise"].copy())
+            masks.append(separator.outputs["target_mask"].copy())
+
+    scheduler = BlockScheduler(engine, host_block=hop)
+    scheduler.configure(48000, hop, 1)
+    separator.process = recording_process  # after configure's warm-up hop
+    signal = (np.random.default_rng(1).standard_normal((1, hop * 24)) * 0.1).astype(np.float32)
+    render_streamed(scheduler, signal, fixed_blocks(hop))
+
+    # Hop t computes the token of frame t - lookahead; the first tokens come after `lookahead` hops.
+    lookahead = config.transformer.lookahead_frames
+    frames = len(masks) + lookahead
+    spectrum = spectra(torch.from_numpy(signal), config)[:, :frames]
+    conditioning = Conditioning.empty(config, 1, frames)
+    conditioning.text = torch.from_numpy(text)[None]
+    noise = np.concatenate([*noises, np.zeros((lookahead, noises[0].shape[1]), np.float32)])
+    reference = generate_masks(model, spectrum, conditioning, steps, noise=torch.from_numpy(noise)[None])
+    streamed = np.concatenate(masks)
+    assert np.abs(streamed - reference[0, :len(masks)].numpy()).max() <= 1e-4
+    assert scheduler.latency_samples == config.latency_samples
+
+
+def test_an_empty_prompt_passes_the_audio_through_and_says_so(exported):
+    model, folder = exported
+    separator = OnnxSeparator(folder / "serving", steps=1)
+    config = model.config
+    scheduler = BlockScheduler(StftEngine(config.stft.n_fft, config.stft.hop, model=separator))
+    scheduler.configure(48000, 512, 2)
+    signal = np.random.default_rng(2).uniform(-0.5, 0.5, (2, 8192)).astype(np.float32)
+    output = render_streamed(scheduler, signal, fixed_blocks(300))
+    assert separator.passing_through
+    latency = scheduler.latency_samples
+    assert np.abs(output[:, latency:] - signal[:, :-latency]).max() < 1e-5
+
+
+def test_silence_in_gives_silence_out(exported):
+    model, folder = exported
+    separator = OnnxSeparator(folder / "serving", steps=2)
+    separator.set_prompt(Prompt(text_embedding=np.ones(model.config.prompt.text_dim, np.float32) / 20))
+    scheduler = BlockScheduler(StftEngine(model.config.stft.n_fft, model.config.stft.hop, model=separator))
+    scheduler.configure(48000, 256, 1)
+    output = render_streamed(scheduler, np.zeros((1, 6000), np.float32), fixed_blocks(256))
+    assert not separator.passing_through and np.abs(output).max() == 0
+
+
+def test_the_visual_input_is_gated_shut_until_trained():
+    """No visual encoder exists yet: a fixed embedding must change nothing at initialisation."""
+    config = tiny_config()
+    model = SeparationDiT(config).eval()
+    generator = torch.Generator().manual_seed(4)
+    features = torch.rand(1, 12, config.stft.n_bins, generator=generator)
+    state = torch.randn(1, 12, 2 * config.stft.n_bins, generator=generator)
+    conditioning = random_conditioning(config, 1, 12, generator)
+    with torch.no_grad():
+        for block in model.blocks:  # open everything but the gates under test
+            block.modulation.bias.normal_(0, 0.5, generator=generator)
+        model.head.weight.normal_(0, 0.05, generator=generator)
+        arguments = (features, state, torch.tensor([0.3]), conditioning.text, conditioning.example_features,
+                     conditioning.has_example, conditioning.anchors)
+        fixed = torch.full_like(conditioning.visual, 0.7)
+        shut = model(*arguments, fixed) - model(*arguments, torch.zeros_like(fixed))
+        model.visual_gate.fill_(1.0)
+        opened = model(*arguments, fixed) - model(*arguments, torch.zeros_like(fixed))
+    assert shut.abs().max() == 0 and opened.abs().max() > 1e-3
+
+
+def test_checkpoints_round_trip_and_bad_ones_name_the_file(tmp_path):
+    config = tiny_config()
+    model = randomised(config)
+    save_checkpoint(model, tmp_path / "good")
+    loaded = load_checkpoint(tmp_path / "good")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(),
+                                                 strict=True))
+    (tmp_path / "corrupt").mkdir()
+    config.save(tmp_path / "corrupt" / "config.json")
+    (tmp_path / "corrupt" / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="corrupt/model.safetensors"):
+        load_checkpoint(tmp_path / "corrupt")
+    save_checkpoint(randomised(tiny_config(context=16)), tmp_path / "other")
+    (tmp_path / "good" / "config.json").write_text((tmp_path / "other" / "config.json").read_text())
+    save_checkpoint(SeparationDiT(ModelConfig(transformer=TransformerConfig(width=64, depth=1, heads=2))),
+                    tmp_path / "mismatch")
+    (tmp_path / "mismatch" / "config.json").write_text((tmp_path / "other" / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="mismatch/model.safetensors: does not match"):
+        load_checkpoint(tmp_path / "mismatch")
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_a_broken_serving_folder_is_refused_naming_the_file(tmp_path, exported):
+    with pytest.raises(ModelFolderError, match="config.json: missing"):
+        OnnxSeparator(tmp_path)
+    _, folder = exported
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "serving.json"):
+        (broken / name).write_text((folder / "serving" / name).read_text())
+    (broken / "hop_1.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelFolderError, match="hop_1.onnx: not a loadable ONNX model"):
+        OnnxSeparator(broken, steps=1)
+    with pytest.raises(ModelFolderError, match="no hop graph for 3 steps"):
+        OnnxSeparator(folder / "serving", steps=3)
