@@ -103,6 +103,18 @@ class PromptSampler:
         return TrainingExample(mixture.mixture.astype(np.float32), mixture.target.astype(np.float32), prompt,
                                caption if use_text else "")
 
+    def fixed_example(self, mixture: np.ndarray, target: np.ndarray, caption: str) -> TrainingExample:
+        """A text-prompted example of given audio: the validation protocol's prompt."""
+        frames = -(-len(mixture) // self.config.stft.hop)
+        prompt = {
+            "text": self.text_embedding(caption),
+            "anchors": np.zeros(frames, np.int64),
+            "example_features": np.zeros(self.config.stft.n_bins, np.float32),
+            "has_example": np.float32(0.0),
+            "visual": np.zeros((frames, self.config.prompt.visual_dim), np.float32),
+        }
+        return TrainingExample(mixture.astype(np.float32), target.astype(np.float32), prompt, caption)
+
     def anchors(self, activity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A random window of the clip marked + where the target sounds and - where it does not."""
         frames = len(activity)
@@ -138,3 +150,40 @@ class PromptSampler:
         conditioning.anchors = conditioning.anchors[:, :frames]
         conditioning.visual = conditioning.visual[:, :frames]
         return conditioning
+
+
+@dataclass
+class CorpusMixture:
+    mixture: np.ndarray
+    target: np.ndarray
+    activity: np.ndarray
+    captions: tuple[str, ...]
+
+
+def pool_activity(activity: np.ndarray, data_hop: int, model_hop: int) -> np.ndarray:
+    """Activity flags per ``data_hop`` samples -> per ``model_hop``: a frame is active if any part is."""
+    factor = max(1, model_hop // data_hop)
+    frames = -(-len(activity) // factor)
+    padded = np.zeros(frames * factor, np.float32)
+    padded[:len(activity)] = activity
+    return padded.reshape(frames, factor).max(axis=1)
+
+
+class CorpusSource:
+    """Adapts the corpus's ``MixtureSampler`` to the ``MixtureSource`` that training draws from."""
+
+    def __init__(self, sampler, config: ModelConfig, data_hop: int):
+        self.sampler = sampler
+        self.config = config
+        self.data_hop = data_hop
+
+    def sample(self, rng: np.random.Generator, seconds: float) -> CorpusMixture:
+        mixture = self.sampler.sample(int(rng.integers(0, 2**62)))
+        length = min(len(mixture.mixture), round(seconds * self.config.stft.sample_rate))
+        start = int(rng.integers(0, len(mixture.mixture) - length + 1))
+        first, last = start // self.data_hop, -(-(start + length) // self.data_hop)
+        activity = pool_activity(mixture.activity[first:last].astype(np.float32), self.data_hop,
+                                 self.config.stft.hop)
+        captions = tuple(sorted(self.sampler.captions[mixture.target_class]))
+        return CorpusMixture(mixture.mixture[start:start + length], mixture.target[start:start + length],
+                             activity, captions)

@@ -1,0 +1,95 @@
+"""`samstream train` and `samstream export`: the training half behind the command line.
+
+torch is imported only inside these commands, never by the serving path.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PRESETS = ("default", "small")
+
+
+def register(commands) -> None:
+    train = commands.add_parser("train", help="train the separation model on the corpus")
+    train.add_argument("--data", default="data/corpus", help="corpus root from `samstream data build`")
+    train.add_argument("--run", default="runs/default", help="run folder: checkpoint, log.csv, resume state")
+    train.add_argument("--preset", choices=PRESETS, default="default", help="model size")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--batch-size", dest="batch_size", type=int)
+    train.add_argument("--accumulate", type=int, help="gradient accumulation steps")
+    train.add_argument("--learning-rate", dest="learning_rate", type=float)
+    train.add_argument("--seconds", type=float, help="seconds of audio per training example")
+    train.add_argument("--validate-every", dest="validate_every", type=int)
+    train.add_argument("--save-every", dest="save_every", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    train.add_argument("--validation", type=int, default=24, help="validation mixtures used while training")
+    train.add_argument("--no-progress", action="store_true")
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX for serving")
+    export.add_argument("--checkpoint", default="runs/default/checkpoint", help="config.json + model.safetensors")
+    export.add_argument("--out", default="models/default", help="serving folder to write")
+    export.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="flow steps per hop graph")
+    export.add_argument("--text-encoder", action="store_true", help="export the text prompt encoder instead")
+
+
+def preset_config(name: str):
+    from samstream.models.config import ModelConfig, TransformerConfig
+
+    if name == "small":
+        return ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192))
+    return ModelConfig()
+
+
+def validation_examples(entries, root: str, count: int, sampler):
+    from samstream.models.data.validation import items
+
+    examples = []
+    for meta, target, interferer in items(entries, root, per_class=1):
+        if len(examples) >= count:
+            break
+        target = target.astype("float32") / 32768.0
+        mixture = target + interferer.astype("float32") / 32768.0
+        examples.append(sampler.fixed_example(mixture, target, meta["caption"]))
+    return examples
+
+
+def run_train(arguments: argparse.Namespace) -> int:
+    from samstream.models.data import HOP
+    from samstream.models.data.manifest import read_manifest
+    from samstream.models.data.mixtures import MixtureConfig, MixtureSampler
+    from samstream.models.prompts import CorpusSource, PromptSampler
+    from samstream.models.text_encoder import TextEncoder
+    from samstream.models.train import Trainer, settings_from
+
+    manifest = Path(arguments.data) / "manifest.jsonl"
+    if not manifest.exists():
+        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
+    entries = read_manifest(str(manifest))
+    config = preset_config(arguments.preset)
+    settings = settings_from(arguments)
+    encoder = TextEncoder.load()
+    corpus = MixtureSampler(entries, arguments.data, MixtureConfig(seconds=max(settings.seconds, 3.0)),
+                            seed=settings.seed)
+    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, encoder.encode)
+    validation = validation_examples(entries, arguments.data, arguments.validation, sampler)
+    trainer = Trainer(config, settings, Path(arguments.run), sampler, validation)
+    figures = trainer.run(progress=not arguments.no_progress)
+    print(f"trained to step {trainer.step}; checkpoint in {Path(arguments.run) / 'checkpoint'}; {figures}")
+    return 0
+
+
+def run_export(arguments: argparse.Namespace) -> int:
+    if arguments.text_encoder:
+        from samstream.models.text_export import main as export_text
+
+        return export_text(["--out", arguments.out])
+    from samstream.models.export import export_model_dir
+
+    for steps in arguments.steps:
+        if steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {steps}")
+        path = export_model_dir(Path(arguments.checkpoint), Path(arguments.out), steps)
+        print(f"wrote {path}")
+    return 0
