@@ -1,0 +1,111 @@
+"""The on-the-fly mixture sampler: ratios, activity labels, determinism, constraints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samstream.models.data import HOP, SAMPLE_RATE
+from samstream.models.data.mixtures import PROTOCOL, MixtureConfig, MixtureSampler, activity_of
+
+
+def tir(target: np.ndarray, residual: np.ndarray) -> float:
+    t, r = target.astype(np.float64), residual.astype(np.float64)
+    return float(10 * np.log10(np.sum(t ** 2) / np.sum(r ** 2)))
+
+
+def test_ratio_within_range_and_mixture_is_the_sum(tone_corpus):
+    root, entries = tone_corpus
+    sampler = MixtureSampler(entries, root, MixtureConfig(), seed=3)
+    for index in range(40):
+        mix = sampler[index]
+        assert mix.mixture.dtype == np.float32 and mix.mixture.size == 6 * SAMPLE_RATE
+        np.testing.assert_array_equal(mix.mixture, mix.target + mix.residual)
+        measured = tir(mix.target, mix.residual)
+        assert -5.01 <= measured <= 5.01
+        assert abs(measured - mix.tir_db) < 1e-3
+        assert np.max(np.abs(mix.mixture)) < 1.0
+
+
+@pytest.mark.parametrize("ratio", [-5.0, 0.0, 3.5])
+def test_configured_ratio_is_met(tone_corpus, ratio):
+    root, entries = tone_corpus
+    config = MixtureConfig(tir_db=(ratio, ratio), reverb_prob=1.0, eq_prob=1.0)
+    sampler = MixtureSampler(entries, root, config, seed=11)
+    for index in range(10):
+        mix = sampler[index]
+        assert abs(tir(mix.target, mix.residual) - ratio) < 0.05
+
+
+def test_interferers_come_from_other_classes_with_other_captions(tone_corpus):
+    root, entries = tone_corpus
+    sampler = MixtureSampler(entries, root, MixtureConfig(interferers=(1, 3)), seed=2)
+    counts = set()
+    for index in range(40):
+        mix = sampler[index]
+        assert mix.target_class not in mix.interferer_classes
+        assert len(set(mix.interferer_classes)) == len(mix.interferer_classes)
+        assert mix.caption in {c for e in entries if e.cls == mix.target_class for c in e.captions}
+        counts.add(len(mix.interferer_classes))
+        assert all(s["path"].startswith("train/") for s in mix.sources)
+    assert counts <= {1, 2} and 2 in counts          # only two other classes exist here
+
+
+def test_deterministic_from_seed_and_index(tone_corpus):
+    root, entries = tone_corpus
+    a = MixtureSampler(entries, root, seed=7)
+    b = MixtureSampler(list(reversed(entries)), root, seed=7)
+    for index in (0, 5, 123456):
+        x, y = a[index], b[index]
+        np.testing.assert_array_equal(x.mixture, y.mixture)
+        np.testing.assert_array_equal(x.activity, y.activity)
+        assert x.caption == y.caption and x.sources == y.sources
+    assert not np.array_equal(a[0].mixture, a[1].mixture)
+    assert not np.array_equal(a[0].mixture, MixtureSampler(entries, root, seed=8)[0].mixture)
+
+
+def test_activity_matches_the_target_span(tone_corpus):
+    root, entries = tone_corpus
+    config = MixtureConfig(partial_prob=1.0, eq_prob=0.0, reverb_prob=0.0)
+    sampler = MixtureSampler([e for e in entries if e.frames > 6 * SAMPLE_RATE], root, config, seed=1)
+    fade = SAMPLE_RATE // 100
+    for index in range(20):
+        mix = sampler[index]
+        start, stop = mix.sources[0]["span"]
+        hops = np.arange(mix.activity.size)
+        assert mix.activity.size == 6 * SAMPLE_RATE // HOP
+        inside = (hops * HOP >= start + fade) & ((hops + 1) * HOP <= stop - fade)
+        outside = ((hops + 1) * HOP <= start) | (hops * HOP >= stop)
+        assert mix.activity[inside].all()
+        assert not mix.activity[outside].any()
+
+
+def test_activity_of_a_tone_burst():
+    x = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    x[HOP * 100:HOP * 200] = 0.5 * np.sin(np.arange(HOP * 100) * 0.3)
+    expected = np.zeros(SAMPLE_RATE // HOP + 1, dtype=bool)
+    expected[100:200] = True
+    np.testing.assert_array_equal(activity_of(x), expected[:activity_of(x).size])
+    assert not activity_of(np.zeros(1000, dtype=np.float32)).any()
+
+
+def test_protocol_config_is_two_sources_dry(tone_corpus):
+    root, entries = tone_corpus
+    sampler = MixtureSampler(entries, root, PROTOCOL, seed=0)
+    mix = sampler.sample(0, target_class="white")
+    assert mix.target_class == "white" and len(mix.interferer_classes) == 1
+    assert all(s["path"].startswith("val/") for s in mix.sources)
+
+
+def test_needs_two_classes(tone_corpus):
+    root, entries = tone_corpus
+    with pytest.raises(ValueError, match="at least two classes"):
+        MixtureSampler([e for e in entries if e.cls == "white"], root)
+
+
+def test_activity_fills_short_gaps_only():
+    x = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    for a, b in ((10, 50), (55, 90), (200, 240)):          # a 5-hop gap and a 110-hop gap
+        x[HOP * a:HOP * b] = 0.5
+    flags = activity_of(x, gap_hops=10)
+    assert flags[10:90].all() and not flags[90:200].any() and flags[200:240].all()
+    assert not flags[:10].any() and not flags[240:].any()
