@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 FORMAT_VERSION = 1
+# Span anchors per frame, as SAM Audio marks them: none, the target sounds, it does not.
+ANCHOR_NONE, ANCHOR_POSITIVE, ANCHOR_NEGATIVE = 0, 1, 2
 
 
 @dataclass(frozen=True)

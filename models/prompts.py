@@ -14,11 +14,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from samstream.kernels.stft import make_stft_state, stft_analyze
-
-from .config import ModelConfig
+from .config import ANCHOR_NEGATIVE, ANCHOR_NONE, ANCHOR_POSITIVE, ModelConfig
 from .flow import Conditioning
-from .transformer import ANCHOR_NEGATIVE, ANCHOR_NONE, ANCHOR_POSITIVE
+from .runtime import compressed_frames
 
 # (text, anchors, example) switched on, and how often.
 REGIMES = (
@@ -47,21 +45,6 @@ class TrainingExample:
     target: np.ndarray
     conditioning: dict  # numpy arrays of one example, see ``PromptSampler.stack``
     caption: str
-
-
-def compressed_frames(signal: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """(n,) -> (frames, bins): |X|^compression, framed by the streaming kernels themselves."""
-    stft = config.stft
-    state = make_stft_state(stft.n_fft, stft.hop, 1, np.float32)
-    count = -(-len(signal) // stft.hop)
-    padded = np.zeros((1, count * stft.hop), np.float32)
-    padded[0, :len(signal)] = signal
-    frame = np.zeros((1, stft.n_bins), np.complex64)
-    out = np.zeros((count, stft.n_bins), np.float32)
-    for index in range(count):
-        stft_analyze(padded[:, index * stft.hop:(index + 1) * stft.hop], frame, state)
-        out[index] = np.abs(frame[0]) ** config.transformer.compression
-    return out
 
 
 class PromptSampler:

@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime
 
 from samstream.kernels.masking import apply_mask, downmix_real_imag, push_frame, slot_ages, store_keys_values
+from samstream.kernels.stft import make_stft_state, stft_analyze
 
 from .config import ModelConfig
 
@@ -35,6 +36,24 @@ class Prompt:
     @property
     def is_empty(self) -> bool:
         return self.text_embedding is None and self.example_features is None and self.visual is None
+
+
+def compressed_frames(signal: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """(n,) mono -> (frames, bins): |X|^compression, framed by the streaming kernels themselves.
+
+    The mean of these over a span is the example embedding's input, in training and live.
+    """
+    stft = config.stft
+    state = make_stft_state(stft.n_fft, stft.hop, 1, np.float32)
+    count = -(-len(signal) // stft.hop)
+    padded = np.zeros((1, count * stft.hop), np.float32)
+    padded[0, :len(signal)] = signal
+    frame = np.zeros((1, stft.n_bins), np.complex64)
+    out = np.zeros((count, stft.n_bins), np.float32)
+    for index in range(count):
+        stft_analyze(padded[:, index * stft.hop:(index + 1) * stft.hop], frame, state)
+        out[index] = np.abs(frame[0]) ** config.transformer.compression
+    return out
 
 
 def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
@@ -76,6 +95,8 @@ class OnnxSeparator:
         self._random = np.random.default_rng(seed)
         self._pending: Prompt | None = Prompt()
         self._applied = Prompt()
+        # Per-frame span anchors known in advance (offline spans); None leaves them at "none".
+        self.anchor_schedule: np.ndarray | None = None
         self._prompt_lock = threading.Lock()
         self.passing_through = True
 
@@ -151,7 +172,10 @@ class OnnxSeparator:
         downmix_real_imag(spectrum_in, buffers["spectrum"])
         self._random.standard_normal(out=buffers["noise"], dtype=np.float32)
         slot_ages(self._write_slot, buffers["ages"])
-        buffers["seen"][0] = min(frame - lookahead, context)
+        token = frame - lookahead
+        buffers["seen"][0] = min(token, context)
+        schedule = self.anchor_schedule
+        buffers["anchor"][0] = schedule[token] if schedule is not None and token < len(schedule) else 0
         self.session.run_with_iobinding(self.binding)
         store_keys_values(self.outputs["new_keys"], self.outputs["new_values"], buffers["key_cache"],
                           buffers["value_cache"], self._write_slot)

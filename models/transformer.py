@@ -28,7 +28,6 @@ from torch import nn
 
 from .config import ModelConfig
 
-ANCHOR_NONE, ANCHOR_POSITIVE, ANCHOR_NEGATIVE = 0, 1, 2
 # The velocity divides by the time left; near t = 1 that would explode.
 MIN_REMAINING_TIME = 0.05
 

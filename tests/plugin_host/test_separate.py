@@ -1,0 +1,110 @@
+"""`samstream separate` as a user runs it, on a small randomly initialised exported model.
+
+The model's weights are random (the trained default model is not part of this test), so
+these tests check the plumbing: files, rates, channels, prompts, errors; not quality.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from samstream.models.checkpoint import save_checkpoint
+from samstream.models.export import export_model_dir
+from samstream.models.runtime import OnnxSeparator
+from samstream.models.separate import SpanPrompt, change_rate, span_prompt
+from samstream.plugin_host.audio_files import read_audio
+from tests.models.test_model import randomised, tiny_config
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("separate-model")
+    save_checkpoint(randomised(tiny_config(context=16)), folder / "checkpoint")
+    for steps in (1, 2):
+        export_model_dir(folder / "checkpoint", folder / "serving", steps)
+    return folder / "serving"
+
+
+def separate(*arguments):
+    return subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "separate", *arguments],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_text_prompt_writes_target_and_residual_that_sum_to_the_input(model_dir, tmp_path):
+    result = separate("examples/speech_hum.flac", "--text", "a person speaking", "--model", str(model_dir),
+                      "--steps", "2", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    mixture, rate = read_audio("examples/speech_hum.flac")
+    target, target_rate = read_audio(tmp_path / "target.wav")
+    residual, _ = read_audio(tmp_path / "residual.wav")
+    assert target_rate == rate and target.shape == mixture.shape == residual.shape
+    assert np.abs(target + residual - mixture).max() < 1e-5
+    assert np.abs(target - mixture).max() > 1e-3, "a prompted random model must change something"
+
+
+def test_a_44k_stereo_file_comes_back_at_44k_stereo(model_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    stereo = (rng.standard_normal((44100, 2)) * 0.1).astype(np.float32)
+    soundfile.write(tmp_path / "in.wav", stereo, 44100, subtype="FLOAT")
+    result = separate(str(tmp_path / "in.wav"), "--text", "hiss", "--model", str(model_dir), "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    target, rate = read_audio(tmp_path / "o" / "target.wav")
+    assert rate == 44100 and target.shape == (2, 44100)
+
+
+def test_no_prompt_passes_through_and_says_so(model_dir, tmp_path):
+    result = separate("examples/speech_hum.flac", "--model", str(model_dir), "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "passes through" in result.stdout
+    mixture, _ = read_audio("examples/speech_hum.flac")
+    assert np.abs(read_audio(tmp_path / "target.wav")[0] - mixture).max() < 1e-4
+
+
+def test_nan_and_inf_in_the_file_are_replaced_and_counted(model_dir, tmp_path):
+    signal = (np.random.default_rng(1).standard_normal((48000, 1)) * 0.1).astype(np.float32)
+    signal[100:105] = np.nan
+    signal[2000] = np.inf
+    soundfile.write(tmp_path / "broken.wav", signal, 48000, subtype="FLOAT")
+    result = separate(str(tmp_path / "broken.wav"), "--text", "noise", "--model", str(model_dir), "-o",
+                      str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "6 NaN or Inf input samples were replaced" in result.stdout
+    assert np.isfinite(read_audio(tmp_path / "o" / "target.wav")[0]).all()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["examples/speech_hum.flac", "--text", "x", "--model", "no/such/model", "-o", "out/x"], "config.json: missing"),
+    (["examples/speech_hum.flac", "--span", "3:1", "-o", "out/x"], "START < STOP"),
+    (["examples/speech_hum.flac", "--span", "abc", "-o", "out/x"], "START:STOP"),
+    (["no/such.wav", "--text", "x", "-o", "out/x"], "no such file"),
+])
+def test_bad_requests_end_in_one_clear_line(arguments, message):
+    result = separate(*arguments)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_spans_become_anchors_and_an_example_embedding(model_dir):
+    separator = OnnxSeparator(model_dir, steps=1)
+    mixture = (np.random.default_rng(2).standard_normal((1, 48000)) * 0.1).astype(np.float32)
+    example = span_prompt(mixture, [SpanPrompt(0.25, 0.5), SpanPrompt(0.75, 1.0, positive=False)], separator)
+    anchors = separator.anchor_schedule
+    hop = separator.config.stft.hop
+    assert set(np.flatnonzero(anchors == 1)) == set(range(12000 // hop, -(-24000 // hop)))
+    assert (anchors[36000 // hop:] == 2).all() and (anchors[:12000 // hop] == 0).all()
+    assert example.shape == (separator.config.stft.n_bins,) and np.isfinite(example).all()
+    assert span_prompt(mixture, [SpanPrompt(0.0, 0.1, positive=False)], separator) is None
+
+
+@pytest.mark.parametrize("rates", [(44100, 48000), (16000, 48000), (48000, 44100)])
+def test_rate_changes_keep_a_tone_in_place(rates):
+    from_rate, to_rate = rates
+    time = np.arange(from_rate) / from_rate
+    tone = np.sin(2 * np.pi * 1000 * time)[None].astype(np.float32)
+    moved = change_rate(tone, from_rate, to_rate)
+    expected = np.sin(2 * np.pi * 1000 * np.arange(to_rate) / to_rate)
+    assert moved.shape == (1, to_rate)
+    assert np.abs(moved[0, 500:-500] - expected[500:-500]).max() < 1e-3
