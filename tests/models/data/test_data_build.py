@@ -92,6 +92,9 @@ def test_missing_tool_and_package_name_themselves(monkeypatch):
     monkeypatch.setattr(system, "installed", lambda package: package != "hydrogen-drumkits")
     with pytest.raises(system.MissingDependency, match="hydrogen-drumkits"):
         system.ensure_packages(["espeak-ng", "hydrogen-drumkits"], allow_install=False)
+    monkeypatch.setattr(system.os, "geteuid", lambda: 1000)
+    with pytest.raises(system.MissingDependency, match=r"cannot install them here \(needs root"):
+        system.ensure_packages(["hydrogen-drumkits"], allow_install=True, log=lambda m: None)
     with pytest.raises(OSError, match="hydrogen-drumkits"):
         build("/nonexistent/never", families=["drums"], allow_install=False, progress=False, log=lambda m: None)
 
