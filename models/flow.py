@@ -80,10 +80,13 @@ def sample_times(batch: int, config: ModelConfig, generator=None) -> torch.Tenso
     return torch.sigmoid(config.flow.logit_normal_mean + config.flow.logit_normal_std * normal)
 
 
-def flow_matching_loss(model: SeparationDiT, mixture: torch.Tensor, target: torch.Tensor,
+def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: torch.Tensor,
                        conditioning: Conditioning, generator=None) -> torch.Tensor:
-    """mixture, target: (B, n) waveforms; the residual is mixture - target."""
-    config = model.config
+    """mixture, target: (B, n) waveforms; the residual is mixture - target.
+
+    ``model`` may be wrapped (DistributedDataParallel): it is called, and its config read
+    from the module inside."""
+    config = getattr(model, "module", model).config
     mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
     data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
     features = mixture_features(mix_spec, config.transformer.compression)

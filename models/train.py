@@ -185,7 +185,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}")
                 row = [self.step, f"{loss:.5f}", f"{learning_rate_at(self.step, settings):.2e}",
                        f"{time.time() - started:.1f}", "", ""]
-                if self.validation and (self.step % settings.validate_every == 0 or self.step == settings.steps):
+                due = self.step % settings.validate_every == 0 or self.step == settings.steps
+                if self.validation and self.rank == 0 and due:
                     figures = validation_figures(self.ema, self.validation, settings.validation_steps)
                     row[4:] = [f"{figures['si_sdri_extract']:.2f}", f"{figures['si_sdri_remove']:.2f}"]
                     bar.write(f"step {self.step}: validation SI-SDRi extract {figures['si_sdri_extract']:+.2f} dB, "

@@ -55,6 +55,8 @@ def run(arguments: argparse.Namespace) -> int:
         return separate_cli.run(arguments)
     elif arguments.command == "train":
         return model_cli.run_train(arguments)
+    elif arguments.command == "distill":
+        return model_cli.run_distill(arguments)
     elif arguments.command == "export":
         return model_cli.run_export(arguments)
     elif arguments.command == "data":

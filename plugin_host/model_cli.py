@@ -27,6 +27,19 @@ def register(commands) -> None:
     train.add_argument("--validation", type=int, default=24, help="validation mixtures used while training")
     train.add_argument("--no-progress", action="store_true")
 
+    distill = commands.add_parser("distill", help="distil the multi-step teacher into a 1- or 2-step student")
+    distill.add_argument("--teacher", default="runs/default/checkpoint", help="the teacher's checkpoint folder")
+    distill.add_argument("--data", default="data/corpus", help="corpus root from `samstream data build`")
+    distill.add_argument("--run", default="runs/student", help="folder for the student's checkpoint")
+    distill.add_argument("--student-steps", dest="student_steps", type=int, choices=(1, 2), default=1)
+    distill.add_argument("--steps", type=int, default=2000, help="distillation updates")
+    distill.add_argument("--batch-size", dest="batch_size", type=int, default=4)
+    distill.add_argument("--learning-rate", dest="learning_rate", type=float, default=1e-4)
+    distill.add_argument("--seconds", type=float, default=2.0)
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--validation", type=int, default=24)
+    distill.add_argument("--no-progress", action="store_true")
+
     export = commands.add_parser("export", help="export a checkpoint to ONNX for serving")
     export.add_argument("--checkpoint", default="runs/default/checkpoint", help="config.json + model.safetensors")
     export.add_argument("--out", default="models/default", help="serving folder to write")
@@ -55,28 +68,48 @@ def validation_examples(entries, root: str, count: int, sampler):
     return examples
 
 
-def run_train(arguments: argparse.Namespace) -> int:
+def corpus_prompts(data: str, config, settings, validation_count: int):
+    """The corpus behind a prompt sampler, and validation examples by the benchmark protocol."""
     from samstream.models.data import HOP
     from samstream.models.data.manifest import read_manifest
     from samstream.models.data.mixtures import MixtureConfig, MixtureSampler
     from samstream.models.prompts import CorpusSource, PromptSampler
     from samstream.models.text_encoder import TextEncoder
-    from samstream.models.train import Trainer, settings_from
 
-    manifest = Path(arguments.data) / "manifest.jsonl"
+    manifest = Path(data) / "manifest.jsonl"
     if not manifest.exists():
         raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
     entries = read_manifest(str(manifest))
+    corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0)), seed=settings.seed)
+    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, TextEncoder.load().encode)
+    return sampler, validation_examples(entries, data, validation_count, sampler)
+
+
+def run_train(arguments: argparse.Namespace) -> int:
+    from samstream.models.train import Trainer, settings_from
+
     config = preset_config(arguments.preset)
     settings = settings_from(arguments)
-    encoder = TextEncoder.load()
-    corpus = MixtureSampler(entries, arguments.data, MixtureConfig(seconds=max(settings.seconds, 3.0)),
-                            seed=settings.seed)
-    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, encoder.encode)
-    validation = validation_examples(entries, arguments.data, arguments.validation, sampler)
+    sampler, validation = corpus_prompts(arguments.data, config, settings, arguments.validation)
     trainer = Trainer(config, settings, Path(arguments.run), sampler, validation)
     figures = trainer.run(progress=not arguments.no_progress)
     print(f"trained to step {trainer.step}; checkpoint in {Path(arguments.run) / 'checkpoint'}; {figures}")
+    return 0
+
+
+def run_distill(arguments: argparse.Namespace) -> int:
+    from samstream.models.checkpoint import load_config
+    from samstream.models.distill import distill
+    from samstream.models.train import settings_from
+
+    config = load_config(Path(arguments.teacher))
+    settings = settings_from(arguments)
+    sampler, validation = corpus_prompts(arguments.data, config, settings, arguments.validation)
+    report = distill(Path(arguments.teacher), Path(arguments.run), arguments.student_steps, settings, sampler,
+                     validation, progress=not arguments.no_progress)
+    for name, figures in report.items():
+        print(f"{name:>12}: SI-SDRi extract {figures['si_sdri_extract']:+.2f} dB, "
+              f"remove {figures['si_sdri_remove']:+.2f} dB")
     return 0
 
 

@@ -1,0 +1,144 @@
+"""Training, resuming, distilling and DDP on a toy source (tones against noise).
+
+Text embeddings here are fixed random vectors per caption, standing in for the sentence
+encoder so that these tests need no corpus; the corpus path is exercised by
+tests/models/data and the text encoder by test_text_encoder.
+"""
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from samstream.models.checkpoint import checkpoint_metadata, load_checkpoint
+from samstream.models.config import ModelConfig, TransformerConfig
+from samstream.models.distill import distill, teacher_trajectory
+from samstream.models.flow import Conditioning
+from samstream.models.prompts import PromptSampler
+from samstream.models.train import Trainer, TrainSettings, si_sdr
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ToyMixture:
+    mixture: np.ndarray
+    target: np.ndarray
+    activity: np.ndarray
+    captions: tuple
+
+
+class ToySource:
+    def sample(self, rng, seconds):
+        count = int(48000 * seconds)
+        time = np.arange(count) / 48000
+        tone = sum(np.sin(2 * np.pi * rng.uniform(200, 800) * k * time) / k for k in range(1, 5))
+        envelope = np.zeros(count)
+        start = int(rng.integers(0, count // 2))
+        envelope[start:start + count // 3] = 1
+        tone = (0.1 * tone * envelope).astype(np.float32)
+        noise = (0.05 * rng.standard_normal(count)).astype(np.float32)
+        activity = envelope[::256][:-(-count // 256)]
+        return ToyMixture(tone + noise, tone, activity, ("a tone", "whistle"))
+
+
+def toy_embedding(caption):
+    return np.random.default_rng(sum(map(ord, caption))).standard_normal(384).astype(np.float32)
+
+
+def toy_setup(steps=3):
+    config = ModelConfig(transformer=TransformerConfig(width=32, depth=1, heads=2, context_frames=16))
+    sampler = PromptSampler(ToySource(), config, toy_embedding)
+    validation = [sampler.example(np.random.default_rng(50 + index), 0.5, regime=(True, False, False))
+                  for index in range(2)]
+    settings = TrainSettings(steps=steps, batch_size=2, seconds=0.5, validate_every=2, save_every=2,
+                             warmup_steps=2, validation_steps=2)
+    return config, sampler, validation, settings
+
+
+def test_training_logs_saves_and_resumes_where_it_stopped(tmp_path):
+    config, sampler, validation, settings = toy_setup(steps=3)
+    first = Trainer(config, settings, tmp_path, sampler, validation)
+    figures = first.run(progress=False)
+    assert set(figures) == {"si_sdri_extract", "si_sdri_remove"} and all(np.isfinite(list(figures.values())))
+    assert checkpoint_metadata(tmp_path / "checkpoint")["step"] == 3
+    resumed = Trainer(config, TrainSettings(**{**settings.__dict__, "steps": 5}), tmp_path, sampler, validation)
+    assert resumed.step == 3
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                 resumed.model.state_dict().values(), strict=True))
+    resumed.run(progress=False)
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert rows[1]["si_sdri_extract"] and not rows[0]["si_sdri_extract"]
+    assert load_checkpoint(tmp_path / "checkpoint").config == config
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    config, sampler, validation, settings = toy_setup(steps=2)
+    Trainer(config, settings, tmp_path, sampler, validation).run(progress=False)
+    other = ModelConfig(transformer=TransformerConfig(width=64, depth=1, heads=2, context_frames=16))
+    with pytest.raises(ValueError, match="another model config"):
+        Trainer(other, settings, tmp_path, sampler, validation)
+
+
+def test_the_loss_falls_on_the_toy_task(tmp_path):
+    config, sampler, _, _ = toy_setup()
+    settings = TrainSettings(steps=40, batch_size=4, seconds=0.5, validate_every=1000, save_every=1000,
+                             warmup_steps=5, learning_rate=2e-3)
+    trainer = Trainer(config, settings, tmp_path, sampler, [])
+    losses = [trainer.train_step() for _ in range(40)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_teacher_trajectory_records_the_student_step_times():
+    config, _, _, _ = toy_setup()
+    from samstream.models.transformer import SeparationDiT
+
+    teacher = SeparationDiT(config).eval()
+    noise = torch.randn(1, 6, 2 * config.stft.n_bins)
+    features = torch.rand(1, 6, config.stft.n_bins)
+    recorded, final = teacher_trajectory(teacher, features, Conditioning.empty(config, 1, 6), noise, 16, 2)
+    assert [time for time, _ in recorded] == [0.0, 0.5]
+    assert torch.equal(recorded[0][1], noise) and final.shape == noise.shape
+
+
+def test_distillation_writes_a_student_and_reports_teacher_against_student(tmp_path):
+    config, sampler, validation, settings = toy_setup(steps=2)
+    Trainer(config, settings, tmp_path / "teacher", sampler, validation).run(progress=False)
+    report = distill(tmp_path / "teacher" / "checkpoint", tmp_path / "student", 1,
+                     TrainSettings(steps=2, batch_size=1, seconds=0.5, warmup_steps=1), sampler, validation,
+                     progress=False)
+    assert set(report) == {"teacher_16", "teacher_1", "student_1"}
+    student = load_checkpoint(tmp_path / "student" / "checkpoint")
+    assert student.config.flow.student_steps == 1
+
+
+def test_distributed_data_parallel_with_torchrun(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        "import sys; sys.path.insert(0, sys.argv[2])\n"
+        "from tests.models.test_training import toy_setup\n"
+        "from samstream.models.train import Trainer\n"
+        "config, sampler, validation, settings = toy_setup(steps=2)\n"
+        "trainer = Trainer(config, settings, sys.argv[1], sampler, validation)\n"
+        "assert trainer.world == 2\n"
+        "trainer.run(progress=False)\n")
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", "29517", str(script), str(tmp_path / "run"), str(ROOT)],
+                            capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert checkpoint_metadata(tmp_path / "run" / "checkpoint")["step"] == 2
+
+
+def test_si_sdr_is_scale_invariant_and_penalises_noise():
+    reference = np.sin(np.linspace(0, 100, 4800))
+    assert si_sdr(0.3 * reference, reference) > 100
+    noisy = reference + 0.1 * np.random.default_rng(0).standard_normal(4800)
+    assert 15 < si_sdr(noisy, reference) < 20
