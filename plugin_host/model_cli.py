@@ -19,6 +19,7 @@ def register(commands) -> None:
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--accumulate", type=int, help="gradient accumulation steps")
     train.add_argument("--learning-rate", dest="learning_rate", type=float)
+    train.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     train.add_argument("--seconds", type=float, help="seconds of audio per training example")
     train.add_argument("--validate-every", dest="validate_every", type=int)
     train.add_argument("--save-every", dest="save_every", type=int)
