@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint
-from .flow import consistent_target_mask
+from .flow import Conditioning, consistent_target_mask, generate_masks
 from .transformer import SeparationDiT, mixture_features
 
 OPSET = 17
@@ -46,6 +46,36 @@ class HopGraph(nn.Module):
         return consistent_target_mask(state), torch.stack(keys), torch.stack(values)
 
 
+SEQUENCE_INPUTS = ["spectrum", "noise", "text", "example_features", "has_example", "anchors", "visual"]
+
+
+class SequenceGraph(nn.Module):
+    """Whole sequences at once, for offline separation: the same numbers as the hop graph."""
+
+    def __init__(self, model: SeparationDiT, steps: int):
+        super().__init__()
+        self.model = model
+        self.steps = steps
+
+    def forward(self, spectrum, noise, text, example_features, has_example, anchors, visual):
+        conditioning = Conditioning(text, example_features, has_example, anchors, visual)
+        return generate_masks(self.model, spectrum, conditioning, self.steps, noise=noise)
+
+
+def export_sequence(model: SeparationDiT, steps: int, path: Path) -> Path:
+    config = model.config
+    bins, frames = config.stft.n_bins, 8
+    inputs = (torch.zeros(1, frames, 2, bins), torch.zeros(1, frames, 2 * bins), torch.zeros(1, config.prompt.text_dim),
+              torch.zeros(1, bins), torch.zeros(1), torch.zeros(1, frames, dtype=torch.long),
+              torch.zeros(1, frames, config.prompt.visual_dim))
+    axes = {"spectrum": {1: "frames"}, "noise": {1: "frames"}, "anchors": {1: "frames"}, "visual": {1: "frames"},
+            "target_mask": {1: "frames"}}
+    with torch.no_grad():
+        torch.onnx.export(SequenceGraph(model.eval(), steps), inputs, str(path), input_names=SEQUENCE_INPUTS,
+                          output_names=["target_mask"], dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    return path
+
+
 def example_inputs(model: SeparationDiT, steps: int, batch: int = 1) -> tuple:
     config = model.config
     spec = config.transformer
@@ -67,14 +97,17 @@ def export_hop(model: SeparationDiT, steps: int, path: Path) -> Path:
 
 
 def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
-    """checkpoint (config.json + weights) -> a serving folder: hop_{steps}.onnx + config.json."""
+    """checkpoint (config.json + weights) -> a serving folder: hop_{steps}.onnx, sequence_{steps}.onnx,
+    config.json and serving.json naming them."""
     model = load_checkpoint(checkpoint_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.config.save(out_dir / "config.json")
     path = export_hop(model, steps, out_dir / f"hop_{steps}.onnx")
+    sequence = export_sequence(model, steps, out_dir / f"sequence_{steps}.onnx")
     manifest_path = out_dir / "serving.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"hop_graphs": {}}
-    manifest["hop_graphs"][str(steps)] = path.name
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.setdefault("hop_graphs", {})[str(steps)] = path.name
+    manifest.setdefault("sequence_graphs", {})[str(steps)] = sequence.name
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

@@ -1,12 +1,19 @@
 """``separate()``: the one inference entry point (runtime half: numpy, numba, ONNX Runtime).
 
-It runs the live path itself, hop by hop (block scheduler aside): the streaming STFT,
-the exported hop graph, the mask, the ISTFT; then removes the reported latency so the
-outputs line up with the input. Audio at 44.1 or 16 kHz is resampled to the model's
-48 kHz by the project's polyphase kernel and back, each stage's delay removed.
+Two paths, the same numbers:
+- ``stream=True`` runs the live path itself, hop by hop (block scheduler aside): the
+  streaming STFT, the exported hop graph, the mask, the ISTFT; the reported latency is
+  removed afterwards so the outputs line up with the input.
+- ``stream=False`` (offline) runs the sequence graph over the whole file in chunks. The
+  causal attention sees ``context_frames`` back per layer, so a chunk preceded by
+  ``depth * context_frames`` frames of its past computes exactly what the stream does:
+  the chunks have no seams. Noise is drawn in the stream's order, so both paths agree.
+Audio at 44.1 or 16 kHz is resampled to the model's 48 kHz by the project's polyphase
+kernel and back, each stage's delay removed.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +21,12 @@ import numpy as np
 
 from samstream.kernels.resample import make_resampler_state, max_output_for, resample
 from samstream.stream.engine import StftEngine
-from samstream.stream.offline import render_offline
+from samstream.stream.offline import analyze_frames, render_offline, synthesize_frames
 
 from .config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
-from .runtime import OnnxSeparator, Prompt, compressed_frames
+from .runtime import OnnxSeparator, Prompt, compressed_frames, make_session
+
+CHUNK_FRAMES = 1024
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 
@@ -71,10 +80,51 @@ def span_prompt(mixture: np.ndarray, spans: list[SpanPrompt], separator: OnnxSep
     return compressed_frames(mixture.mean(axis=0), config)[:frames][positive].mean(axis=0).astype(np.float32)
 
 
+def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarray, prompt: Prompt,
+                   seed: int, chunk_frames: int | None = None) -> np.ndarray:
+    """The whole (channels, n) mixture at the model's rate -> target, aligned with the input."""
+    config = separator.config
+    stft, spec = config.stft, config.transformer
+    graphs = json.loads((Path(model_dir) / "serving.json").read_text()).get("sequence_graphs", {})
+    if str(separator.steps) not in graphs:
+        raise ValueError(f"{model_dir}: no sequence graph for {separator.steps} steps; re-export the model")
+    session = make_session(Path(model_dir) / graphs[str(separator.steps)], threads=2)
+    length = mixture.shape[1]
+    frames = -(-(length + stft.n_fft - stft.hop) // stft.hop)
+    spectra = analyze_frames(mixture, stft.n_fft, stft.hop, frames)
+    if prompt.is_empty:
+        return mixture.copy()
+    mid = spectra.mean(axis=0)
+    spectrum = np.stack((mid.real, mid.imag), axis=1)[None].astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal((1, frames, 2 * stft.n_bins), dtype=np.float32)
+    anchors = np.zeros((1, frames), np.int64)
+    if separator.anchor_schedule is not None:
+        count = min(frames, len(separator.anchor_schedule))
+        anchors[0, :count] = separator.anchor_schedule[:count]
+    feeds = {"text": np.zeros((1, config.prompt.text_dim), np.float32) if prompt.text_embedding is None
+             else prompt.text_embedding[None].astype(np.float32),
+             "example_features": np.zeros((1, stft.n_bins), np.float32) if prompt.example_features is None
+             else prompt.example_features[None].astype(np.float32),
+             "has_example": np.array([float(prompt.example_features is not None)], np.float32)}
+    masks = np.zeros((frames, stft.n_bins), np.float32)
+    prefix = spec.depth * spec.context_frames
+    chunk_frames = chunk_frames or CHUNK_FRAMES
+    for start in range(0, frames, chunk_frames):
+        first, stop = max(0, start - prefix), min(frames, start + chunk_frames)
+        window = slice(first, stop)
+        chunk = session.run(None, {**feeds, "spectrum": spectrum[:, window], "noise": noise[:, window],
+                                   "anchors": anchors[:, window],
+                                   "visual": np.zeros((1, stop - first, config.prompt.visual_dim), np.float32)})[0]
+        masks[start:stop] = chunk[0, start - first:]
+    target = synthesize_frames(spectra * masks[None], stft.n_fft, stft.hop)
+    delay = stft.n_fft - stft.hop
+    return target[:, delay:delay + length]
+
+
 def separate(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray | None = None, *,
              spans: list[SpanPrompt] = (), steps: int | None = None, model_dir: Path = DEFAULT_MODEL_DIR,
-             seed: int = 0) -> Separation:
-    """audio (channels, n) float32 -> target and residual, by the live path."""
+             seed: int = 0, stream: bool = True, chunk_frames: int | None = None) -> Separation:
+    """audio (channels, n) float32 -> target and residual, by the live path or offline."""
     separator = OnnxSeparator(model_dir, steps=steps, seed=seed)
     config = separator.config
     model_rate = config.stft.sample_rate
@@ -83,9 +133,13 @@ def separate(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray | N
     original = np.where(broken, np.float32(0.0), original)
     mixture = change_rate(original, sample_rate, model_rate)
     example = span_prompt(mixture, list(spans), separator)
-    separator.set_prompt(Prompt(text_embedding=text_embedding, example_features=example))
+    prompt = Prompt(text_embedding=text_embedding, example_features=example)
+    separator.set_prompt(prompt)
     engine = StftEngine(config.stft.n_fft, config.stft.hop, model=separator)
-    target = render_offline(engine, mixture, model_rate)
+    if stream:
+        target = render_offline(engine, mixture, model_rate)
+    else:
+        target = offline_target(separator, model_dir, mixture, prompt, seed, chunk_frames)
     target = change_rate(target, model_rate, sample_rate)
     return Separation(target, original - target, sample_rate, engine.latency_samples, separator.steps,
-                      separator.passing_through, int(broken.sum()))
+                      prompt.is_empty, int(broken.sum()))

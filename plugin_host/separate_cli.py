@@ -27,7 +27,7 @@ def register(commands) -> None:
                           help="seconds where the target is absent (repeatable)")
     separate.add_argument("--steps", type=int, help="flow steps (a hop graph exported for it must exist)")
     separate.add_argument("--stream", action="store_true",
-                          help="run the exact live path, hop by hop (the only mode so far, and the default)")
+                          help="run the exact live path hop by hop instead of the offline whole-file path")
     separate.add_argument("--model", default=None, help="serving folder (default: the bundled model)")
     separate.add_argument("-o", "--out", required=True, help="folder for target.wav and residual.wav")
 
@@ -43,7 +43,7 @@ def run(arguments: argparse.Namespace) -> int:
     audio, rate = read_audio(arguments.input)
     embedding = TextEncoder.load().encode(arguments.text) if arguments.text.strip() else None
     spans = arguments.span + [replace(span, positive=False) for span in arguments.neg_span]
-    result = separate(audio, rate, embedding, spans=spans, steps=arguments.steps,
+    result = separate(audio, rate, embedding, spans=spans, steps=arguments.steps, stream=arguments.stream,
                       model_dir=Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR)
     out = Path(arguments.out)
     write_audio(out / "target.wav", result.target, rate)
@@ -52,6 +52,6 @@ def run(arguments: argparse.Namespace) -> int:
         print("no prompt given: the audio passes through (target = input, residual = silence)")
     if result.sanitised_samples:
         print(f"{result.sanitised_samples} NaN or Inf input samples were replaced by silence")
-    print(f"wrote {out / 'target.wav'} and {out / 'residual.wav'} ({result.steps} flow step(s), "
-          f"live-path latency {result.latency_samples} samples, removed)")
+    path = f"live path, latency {result.latency_samples} samples removed" if arguments.stream else "offline"
+    print(f"wrote {out / 'target.wav'} and {out / 'residual.wav'} ({result.steps} flow step(s), {path})")
     return 0

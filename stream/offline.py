@@ -71,3 +71,34 @@ def measure_delay(reference: np.ndarray, delayed: np.ndarray, max_delay: int | N
     correlation = np.fft.irfft(np.fft.rfft(delayed, size) * np.conj(np.fft.rfft(reference, size)), size)
     limit = len(delayed) if max_delay is None else max_delay + 1
     return int(np.argmax(correlation[:limit]))
+
+
+def analyze_frames(signal: np.ndarray, n_fft: int, hop: int, frames: int) -> np.ndarray:
+    """(channels, n) -> (channels, frames, n_fft/2 + 1): the stream's STFT frames, zero-padded past the end."""
+    from samstream.kernels.stft import make_stft_state, stft_analyze
+
+    channels = signal.shape[0]
+    padded = np.zeros((channels, frames * hop), np.float32)
+    length = min(signal.shape[1], frames * hop)
+    padded[:, :length] = signal[:, :length]
+    state = make_stft_state(n_fft, hop, channels)
+    out = np.zeros((channels, frames, n_fft // 2 + 1), np.complex64)
+    spectrum = np.zeros((channels, n_fft // 2 + 1), np.complex64)
+    for index in range(frames):
+        stft_analyze(padded[:, index * hop:(index + 1) * hop], spectrum, state)
+        out[:, index] = spectrum
+    return out
+
+
+def synthesize_frames(spectra: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(channels, frames, bins) -> (channels, frames * hop): the stream's output, still delayed by n_fft - hop."""
+    from samstream.kernels.stft import istft_synthesize, make_istft_state
+
+    channels, frames, _ = spectra.shape
+    state = make_istft_state(n_fft, hop, channels)
+    out = np.zeros((channels, frames * hop), np.float32)
+    hop_out = np.zeros((channels, hop), np.float32)
+    for index in range(frames):
+        istft_synthesize(np.ascontiguousarray(spectra[:, index]), hop_out, state)
+        out[:, index * hop:(index + 1) * hop] = hop_out
+    return out
