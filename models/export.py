@@ -8,13 +8,14 @@ into its own ring in place (no cache copy per hop).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import WEIGHTS_NAME, load_checkpoint
 from .flow import Conditioning, consistent_target_mask, generate_masks
 from .transformer import SeparationDiT, mixture_features
 
@@ -96,6 +97,23 @@ def export_hop(model: SeparationDiT, steps: int, path: Path) -> Path:
     return path
 
 
+def weights_digest(checkpoint_dir: Path) -> str:
+    return hashlib.sha256((Path(checkpoint_dir) / WEIGHTS_NAME).read_bytes()).hexdigest()
+
+
+def serving_is_current(checkpoint_dir: Path, out_dir: Path, steps: list[int]) -> bool:
+    """True when ``out_dir`` holds graphs for every step count, exported from these very weights."""
+    manifest_path = Path(out_dir) / "serving.json"
+    if not manifest_path.exists() or not (Path(checkpoint_dir) / WEIGHTS_NAME).exists():
+        return False
+    manifest = json.loads(manifest_path.read_text())
+    graphs = {**manifest.get("hop_graphs", {}), **manifest.get("sequence_graphs", {})}
+    return (manifest.get("weights_sha256") == weights_digest(checkpoint_dir)
+            and all(str(count) in manifest.get("hop_graphs", {}) and str(count) in manifest.get("sequence_graphs", {})
+                    for count in steps)
+            and all((Path(out_dir) / name).exists() for name in graphs.values()))
+
+
 def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
     """checkpoint (config.json + weights) -> a serving folder: hop_{steps}.onnx, sequence_{steps}.onnx,
     config.json and serving.json naming them."""
@@ -107,6 +125,9 @@ def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
     sequence = export_sequence(model, steps, out_dir / f"sequence_{steps}.onnx")
     manifest_path = out_dir / "serving.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    digest = weights_digest(checkpoint_dir)
+    if manifest.get("weights_sha256") != digest:
+        manifest = {"weights_sha256": digest}
     manifest.setdefault("hop_graphs", {})[str(steps)] = path.name
     manifest.setdefault("sequence_graphs", {})[str(steps)] = sequence.name
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

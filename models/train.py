@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .checkpoint import count_parameters, save_checkpoint
 from .config import ModelConfig
 from .flow import flow_matching_loss, generate_masks, spectra
+from .metrics import si_sdr
 from .prompts import PromptSampler, TrainingExample
 from .torch_dsp import istft
 from .transformer import SeparationDiT
@@ -44,15 +45,6 @@ class TrainSettings:
     save_every: int = 250
     seed: int = 0
     threads: int = 0  # 0: torch's default
-
-
-def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
-    reference = reference - reference.mean()
-    estimate = estimate - estimate.mean()
-    scale = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
-    projection = scale * reference
-    noise = estimate - projection
-    return float(10 * np.log10((np.dot(projection, projection) + 1e-12) / (np.dot(noise, noise) + 1e-12)))
 
 
 def separate_batch(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> np.ndarray:

@@ -46,6 +46,7 @@ def register(commands) -> None:
     export.add_argument("--out", default="models/default", help="serving folder to write")
     export.add_argument("--steps", type=int, nargs="+", default=[1, 2], help="flow steps per hop graph")
     export.add_argument("--text-encoder", action="store_true", help="export the text prompt encoder instead")
+    export.add_argument("--if-stale", action="store_true", help="only when the graphs are missing or older")
 
 
 def preset_config(name: str):
@@ -119,8 +120,11 @@ def run_export(arguments: argparse.Namespace) -> int:
         from samstream.models.text_export import main as export_text
 
         return export_text(["--out", arguments.out])
-    from samstream.models.export import export_model_dir
+    from samstream.models.export import export_model_dir, serving_is_current
 
+    if arguments.if_stale and serving_is_current(Path(arguments.checkpoint), Path(arguments.out), arguments.steps):
+        print(f"{arguments.out}: serving graphs are up to date")
+        return 0
     for steps in arguments.steps:
         if steps < 1:
             raise ValueError(f"--steps must be at least 1, got {steps}")

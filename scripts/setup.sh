@@ -43,3 +43,8 @@ fi
 
 # The text encoder's ONNX export (about 15 s), redone only when missing or stale.
 HF_HUB_OFFLINE=1 .venv/bin/python -m samstream.models.text_export --if-stale
+
+# The bundled model ships as its checkpoint; its ONNX graphs are exported here, once.
+if [ -f models/default/model.safetensors ]; then
+    .venv/bin/samstream export --checkpoint models/default --out models/default --if-stale
+fi

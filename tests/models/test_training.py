@@ -19,8 +19,9 @@ from samstream.models.checkpoint import checkpoint_metadata, load_checkpoint
 from samstream.models.config import ModelConfig, TransformerConfig
 from samstream.models.distill import distill, teacher_trajectory
 from samstream.models.flow import Conditioning
+from samstream.models.metrics import si_sdr
 from samstream.models.prompts import PromptSampler
-from samstream.models.train import Trainer, TrainSettings, si_sdr
+from samstream.models.train import Trainer, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,10 @@ def test_demo_streams_the_example_and_reported_latency_equals_measured(tmp_path)
     assert rate == example_rate and output.shape == example.shape
     latency = int(rows[0][1])
     assert np.abs(output[:, latency:] - example[:, :-latency]).max() < 1e-4
+    if "separation with the bundled model" in result.stdout:
+        reported, measured = re.search(r"reported (\d+) samples .* measured (\d+)", result.stdout).groups()
+        assert reported == measured
+        assert (tmp_path / "speech_target.wav").exists() and (tmp_path / "hum_residual.wav").exists()
 
 
 def test_demo_on_a_stereo_file_of_the_users(tmp_path):

@@ -127,6 +127,6 @@ def test_offline_chunks_equal_the_live_path(model_dir, steps):
 
 
 def si_sdr_db(estimate, reference):
-    from samstream.models.train import si_sdr
+    from samstream.models.metrics import si_sdr
 
     return si_sdr(estimate[0].astype(np.float64), reference[0].astype(np.float64))
