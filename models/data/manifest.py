@@ -82,22 +82,32 @@ def write_manifest(path: str, entries: Iterable[Entry]) -> None:
     os.replace(part, path)
 
 
-def read_manifest(path: str) -> list[Entry]:
-    """Read a manifest; a bad line raises ManifestError naming the file and line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"manifest not found: {path}")
-    entries = []
+def json_objects(path: str, error: type[Exception]):
+    """Yield (line number, dict) of a JSONL file, skipping blank lines; a line that is not a
+    JSON object raises ``error`` naming the file and the line."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ManifestError("a line must be a JSON object")
-                entries.append(Entry.from_json(record))
-            except (json.JSONDecodeError, ManifestError) as error:
-                raise ManifestError(f"{path}:{number}: {error}") from None
+            except json.JSONDecodeError as problem:
+                raise error(f"{path}:{number}: not JSON ({problem.msg})") from None
+            if not isinstance(record, dict):
+                raise error(f"{path}:{number}: a line must be a JSON object")
+            yield number, record
+
+
+def read_manifest(path: str) -> list[Entry]:
+    """Read a manifest; a bad line raises ManifestError naming the file and line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"manifest not found: {path}")
+    entries = []
+    for number, record in json_objects(path, ManifestError):
+        try:
+            entries.append(Entry.from_json(record))
+        except ManifestError as error:
+            raise ManifestError(f"{path}:{number}: {error}") from None
     return entries
 
 

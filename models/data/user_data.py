@@ -14,13 +14,13 @@ trimmed, normalised, FLAC; unreadable, empty and silent files skipped and counte
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 
 from .audio import load_audio
 from .captions import captions_for
 from .jobs import Context, Job, finish, hash_fraction
+from .manifest import json_objects
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3")
 VAL_FRACTION = 0.10
@@ -73,27 +73,20 @@ def read_user_manifest(path: str) -> list[dict]:
         raise UserDataError(f"user manifest not found: {path}")
     base = os.path.dirname(os.path.abspath(path))
     items = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserDataError(f"{path}:{number}: not JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "path" not in record or "captions" not in record:
-                raise UserDataError(f"{path}:{number}: each line needs \"path\" and \"captions\"")
-            captions = record["captions"]
-            captions = [captions] if isinstance(captions, str) else captions
-            if not isinstance(captions, list) or not captions or not all(
-                    isinstance(c, str) and c.strip() for c in captions):
-                raise UserDataError(f"{path}:{number}: captions must be a non-empty string or list of strings")
-            audio = record["path"] if os.path.isabs(record["path"]) else os.path.join(base, record["path"])
-            split = record.get("split", _split_for(audio))
-            if split not in ("train", "val"):
-                raise UserDataError(f"{path}:{number}: split must be train or val, got {split!r}")
-            items.append({"path": audio, "class": _class_name(str(record.get("class", captions[0]))),
-                          "captions": [c.strip() for c in captions], "split": split})
+    for number, record in json_objects(path, UserDataError):
+        if "path" not in record or "captions" not in record:
+            raise UserDataError(f"{path}:{number}: each line needs \"path\" and \"captions\"")
+        captions = record["captions"]
+        captions = [captions] if isinstance(captions, str) else captions
+        if not isinstance(captions, list) or not captions or not all(
+                isinstance(c, str) and c.strip() for c in captions):
+            raise UserDataError(f"{path}:{number}: captions must be a non-empty string or list of strings")
+        audio = record["path"] if os.path.isabs(record["path"]) else os.path.join(base, record["path"])
+        split = record.get("split", _split_for(audio))
+        if split not in ("train", "val"):
+            raise UserDataError(f"{path}:{number}: split must be train or val, got {split!r}")
+        items.append({"path": audio, "class": _class_name(str(record.get("class", captions[0]))),
+                      "captions": [c.strip() for c in captions], "split": split})
     if not items:
         raise UserDataError(f"user manifest {path} lists no files")
     return items
