@@ -127,7 +127,8 @@ class SeparationDiT(nn.Module):
         width = spec.width
         if width % spec.heads or (width // spec.heads) % 2:
             raise ValueError(f"width {width} must split into {spec.heads} heads of even size")
-        self.input = nn.Linear(3 * bins, width)
+        self.input = nn.Linear(bins, width)
+        self.state_input = nn.Linear(2 * bins, width)
         self.anchors = nn.Embedding(3, width)
         self.visual = nn.Linear(config.prompt.visual_dim, width)
         self.text = nn.Linear(config.prompt.text_dim, width)
@@ -155,9 +156,15 @@ class SeparationDiT(nn.Module):
         example = self.example_encoder(example_features) * has_example[:, None]
         return functional.silu(self.time(time) + self.text(text) + self.example_gate * example)
 
-    def embed_frames(self, features, state, anchors, visual):
-        """features (B, T, bins); state (B, T, 2*bins) noisy masks; anchors (B, T); visual (B, T, V)."""
-        tokens = self.input(torch.cat((features, state), dim=-1))
+    def embed_frames(self, features, state, time, anchors, visual):
+        """features (B, T, bins); state (B, T, 2*bins) noisy masks; time (B,); anchors (B, T); visual (B, T, V).
+
+        The state enters scaled by t, the share of it that is signal: at t = 0 it is pure noise
+        and adds nothing, so the first step is a clean regression from the mixture and prompt.
+        Mixed in at full strength, the noise drowned the mixture: a batch of 8 overfitted to
+        +4 dB in 200 steps, against +15 dB with the state left out.
+        """
+        tokens = self.input(features) + time[:, None, None] * self.state_input(state)
         return tokens + self.anchor_gate * self.anchors(anchors) + self.visual_gate * self.visual(visual)
 
     def project(self, tokens, condition):
@@ -178,7 +185,7 @@ class SeparationDiT(nn.Module):
         """Whole sequences -> velocity (B, T, 2*bins). ``features`` are already lookahead-aligned."""
         frames = features.shape[1]
         condition = self.condition(time, text, example_features, has_example)
-        tokens = self.embed_frames(features, state, anchors, visual)
+        tokens = self.embed_frames(features, state, time, anchors, visual)
         positions = torch.arange(frames)
         cos, sin = rotary_tables(positions, self.head_dim, self.config.transformer.rope_base)
         age = positions[:, None] - positions[None, :]
@@ -196,7 +203,7 @@ class SeparationDiT(nn.Module):
         in frames (1..C) of each cache slot; seen (B,) frames already in the cache.
         Returns velocity (B, 2*bins) and this frame's keys and values (B, depth, H, D).
         """
-        token = self.embed_frames(features[:, None], state[:, None], anchors[:, None], visual[:, None])[:, 0]
+        token = self.embed_frames(features[:, None], state[:, None], time, anchors[:, None], visual[:, None])[:, 0]
         cos, sin = rotary_tables(-ages, self.head_dim, self.config.transformer.rope_base)
         cache_mask = torch.where(ages[None, :] <= seen[:, None], 0.0, float("-inf"))
         new_keys, new_values = [], []
