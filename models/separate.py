@@ -59,8 +59,10 @@ def change_rate(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     out = np.zeros((signal.shape[0], max_output_for(source.shape[1], state)), np.float32)
     written = resample(source, out, state)
     length = round(signal.shape[1] * to_rate / from_rate)
-    return out[:, state.delay_out:state.delay_out + length] if written >= state.delay_out + length else \
-        np.pad(out[:, state.delay_out:written], ((0, 0), (0, length - (written - state.delay_out))))
+    aligned = out[:, state.delay_out:written]
+    if aligned.shape[1] < length:
+        aligned = np.pad(aligned, ((0, 0), (0, length - aligned.shape[1])))
+    return aligned[:, :length]
 
 
 def span_prompt(mixture: np.ndarray, spans: list[SpanPrompt], separator: OnnxSeparator) -> np.ndarray | None:
