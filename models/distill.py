@@ -86,7 +86,7 @@ def distill(teacher_dir: Path, run_dir: Path, student_steps: int, settings: Trai
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         optimizer.step()
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
     student.eval()
     save_checkpoint(student, Path(run_dir) / "checkpoint", extra={"distilled_steps": student_steps})
     report = {"teacher_16": validation_figures(teacher, validation, teacher.config.flow.teacher_steps),
