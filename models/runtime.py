@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 
 from samstream.kernels.masking import apply_mask, downmix_real_imag, push_frame, slot_ages, store_keys_values
-from samstream.kernels.stft import make_stft_state, stft_analyze
+from samstream.stream.offline import analyze_frames
 
 from .config import ModelConfig
 
@@ -44,16 +44,8 @@ def compressed_frames(signal: np.ndarray, config: ModelConfig) -> np.ndarray:
     The mean of these over a span is the example embedding's input, in training and live.
     """
     stft = config.stft
-    state = make_stft_state(stft.n_fft, stft.hop, 1, np.float32)
-    count = -(-len(signal) // stft.hop)
-    padded = np.zeros((1, count * stft.hop), np.float32)
-    padded[0, :len(signal)] = signal
-    frame = np.zeros((1, stft.n_bins), np.complex64)
-    out = np.zeros((count, stft.n_bins), np.float32)
-    for index in range(count):
-        stft_analyze(padded[:, index * stft.hop:(index + 1) * stft.hop], frame, state)
-        out[index] = np.abs(frame[0]) ** config.transformer.compression
-    return out
+    frames = analyze_frames(np.asarray(signal, np.float32)[None], stft.n_fft, stft.hop, -(-len(signal) // stft.hop))
+    return (np.abs(frames[0]) ** config.transformer.compression).astype(np.float32)
 
 
 def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
