@@ -1,0 +1,312 @@
+"""The parameter tree behind OSC and WebSocket: one validator, one state, one set of listeners.
+
+Both control surfaces hand every incoming message to ``Controller.apply(path, args)``.
+It checks the path and every argument before anything changes, so a refused message
+(``ControlError``, whose text is the reason sent back as ``/sam/error``) leaves the
+stream exactly as it was. Accepted changes go to the live bridge, which applies them at
+a hop boundary with a crossfade, and every listener is told the new state.
+
+A change may carry a stream time (``at_seconds``, from an OSC bundle's time tag
+translated by the caller): it is held until the stream reaches that time.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+MAX_TEXT_CHARS = 256
+MAX_GAIN_DB = 24.0
+MIN_GAIN_DB = -96.0
+MAX_SCHEDULED = 256
+
+
+class ControlError(ValueError):
+    """A message refused; the text says why and is what the sender gets back."""
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """How target, residual and dry input make the output. Applied with a crossfade."""
+
+    mode: str = "extract"  # extract: keep the target; remove: keep the residual
+    mix: float = 1.0  # wet amount 0..1; the rest is the dry input
+    target_gain_db: float = 0.0
+    residual_gain_db: float = 0.0
+    bypass: bool = False
+
+    def weights(self, passing_through: bool = False) -> tuple[float, float, float]:
+        """(dry, target, residual) weights of the output. No prompt or bypass: the dry input."""
+        if self.bypass or passing_through:
+            return 1.0, 0.0, 0.0
+        if self.mode == "extract":
+            return 1.0 - self.mix, self.mix * db_to_gain(self.target_gain_db), 0.0
+        return 1.0 - self.mix, 0.0, self.mix * db_to_gain(self.residual_gain_db)
+
+    def safe_gain(self) -> float:
+        """The output's gain on the dry input when the model has nothing to say (a missed hop)."""
+        dry, target, residual = self.weights()
+        return dry + target + residual
+
+
+def db_to_gain(db: float) -> float:
+    return 0.0 if db <= MIN_GAIN_DB else 10.0 ** (db / 20.0)
+
+
+class LiveTarget(Protocol):
+    """What the controller drives: the live bridge (``plugin_host.bridge.LiveBridge``)."""
+
+    max_steps: int
+
+    def set_mix(self, settings: MixSettings) -> None: ...
+
+    def set_text(self, text: str) -> None: ...
+
+    def set_steps(self, steps: int) -> None: ...
+
+    def add_span(self, start: float, stop: float, positive: bool) -> None: ...
+
+    def set_capture(self, holding: bool) -> None: ...
+
+    def set_visual_box(self, box: tuple[float, float, float, float]) -> None: ...
+
+    def clear_prompts(self) -> None: ...
+
+    def stream_seconds(self) -> float: ...
+
+    def status(self) -> dict: ...
+
+    def meters(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Parameter:
+    path: str
+    types: str  # OSC type letters of the arguments: "s", "f f", "i", ""
+    doc: str
+    query: bool = False  # answered, changes nothing
+
+
+TREE: tuple[Parameter, ...] = (
+    Parameter("/sam/prompt/text", "s", 'text prompt; "" clears it'),
+    Parameter("/sam/prompt/span", "f f", "positive span in stream seconds; negative numbers count back from now"),
+    Parameter("/sam/prompt/span/neg", "f f", "negative span (where the target is absent)"),
+    Parameter("/sam/prompt/capture", "i", "1: the target sounds from now on; 0: it stopped"),
+    Parameter("/sam/prompt/visual/box", "f f f f", "x, y, w, h (0..1 of the frame) on the video source"),
+    Parameter("/sam/prompt/clear", "", "drop every prompt"),
+    Parameter("/sam/mode", "s", "extract or remove"),
+    Parameter("/sam/mix", "f", "0..1 wet amount"),
+    Parameter("/sam/target/gain", "f", f"target gain in dB ({MIN_GAIN_DB:g}..{MAX_GAIN_DB:g})"),
+    Parameter("/sam/residual/gain", "f", f"residual gain in dB ({MIN_GAIN_DB:g}..{MAX_GAIN_DB:g})"),
+    Parameter("/sam/bypass", "i", "1 bypasses with a crossfade"),
+    Parameter("/sam/steps", "i", "flow-matching steps per hop"),
+    Parameter("/sam/status", "", "latency_ms, xruns, misses, rtf, prompt, confidence", query=True),
+    Parameter("/sam/subscribe", "i", "1: meters to the sender at 10 Hz or more; 0: stop"),
+)
+PARAMETERS = {parameter.path: parameter for parameter in TREE}
+
+
+def _number(value, path: str, index: int) -> float:
+    # bool is an int in Python; a JSON true is not a number here.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ControlError(f"{path}: argument {index + 1} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ControlError(f"{path}: argument {index + 1} must be finite, got {value}")
+    return value
+
+
+def _whole(value, path: str, index: int) -> int:
+    number = _number(value, path, index)
+    if number != int(number):
+        raise ControlError(f"{path}: argument {index + 1} must be a whole number, got {number:g}")
+    return int(number)
+
+
+def check_arguments(path: str, args: Sequence) -> tuple:
+    """The message's arguments converted to their types, or ControlError naming what is wrong."""
+    if not isinstance(path, str):
+        raise ControlError(f"the path must be a string, got {type(path).__name__}")
+    parameter = PARAMETERS.get(path)
+    if parameter is None:
+        raise ControlError(f"unknown path {path[:80]!r}")
+    types = parameter.types.split()
+    if len(args) != len(types):
+        raise ControlError(f"{path} takes {len(types)} argument(s) ({parameter.types or 'none'}), got {len(args)}")
+    converted = []
+    for index, (kind, value) in enumerate(zip(types, args, strict=True)):
+        if kind == "s":
+            if not isinstance(value, str):
+                raise ControlError(f"{path}: argument {index + 1} must be a string, got {type(value).__name__}")
+            if len(value) > MAX_TEXT_CHARS:
+                raise ControlError(f"{path}: text longer than {MAX_TEXT_CHARS} characters ({len(value)})")
+            converted.append(value)
+        elif kind == "f":
+            converted.append(_number(value, path, index))
+        else:
+            converted.append(_whole(value, path, index))
+    return tuple(converted)
+
+
+@dataclass
+class ControlState:
+    text: str = ""
+    mix: MixSettings = field(default_factory=MixSettings)
+    steps: int = 1
+    capture: bool = False
+    spans: list[tuple[float, float, bool]] = field(default_factory=list)
+    visual_box: tuple[float, float, float, float] | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "/sam/prompt/text": self.text,
+            "/sam/prompt/spans": [{"start": a, "stop": b, "positive": p} for a, b, p in self.spans],
+            "/sam/prompt/capture": int(self.capture),
+            "/sam/prompt/visual/box": list(self.visual_box) if self.visual_box else None,
+            "/sam/mode": self.mix.mode,
+            "/sam/mix": self.mix.mix,
+            "/sam/target/gain": self.mix.target_gain_db,
+            "/sam/residual/gain": self.mix.residual_gain_db,
+            "/sam/bypass": int(self.mix.bypass),
+            "/sam/steps": self.steps,
+        }
+
+
+class Controller:
+    """Validates and applies control messages from any thread; tells listeners of changes."""
+
+    def __init__(self, target: LiveTarget):
+        self.target = target
+        self._state = ControlState()
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[dict], None]] = []
+        self._scheduled: list[tuple[float, str, tuple]] = []
+
+    def tree(self) -> dict:
+        return {p.path: {"args": p.types, "doc": p.doc, "query": p.query} for p in TREE}
+
+    def state(self) -> dict:
+        with self._lock:
+            return self._state.as_dict()
+
+    def status(self) -> dict:
+        return self.target.status()
+
+    def meters(self) -> dict:
+        return self.target.meters()
+
+    def add_listener(self, listener: Callable[[dict], None]) -> Callable[[], None]:
+        """``listener(state)`` after every accepted change; returns the function that removes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return remove
+
+    def query(self, path: str) -> dict:
+        if path == "/sam/status":
+            return self.status()
+        if path in ("/sam/state", "/sam"):
+            return self.state()
+        if path == "/sam/tree":
+            return self.tree()
+        raise ControlError(f"nothing to get at {str(path)[:80]!r} (try /sam/status, /sam/state, /sam/tree)")
+
+    def apply(self, path: str, args: Sequence = (), at_seconds: float | None = None) -> None:
+        """Validate, then apply now or at stream time ``at_seconds``. ControlError changes nothing."""
+        values = check_arguments(path, args)
+        parameter = PARAMETERS[path]
+        if parameter.query or path == "/sam/subscribe":
+            return  # answered by the surface itself (status reply, meter subscription)
+        self._validate(path, values)
+        if at_seconds is not None and at_seconds > self.target.stream_seconds():
+            with self._lock:
+                if len(self._scheduled) >= MAX_SCHEDULED:
+                    raise ControlError(f"too many scheduled changes (at most {MAX_SCHEDULED})")
+                self._scheduled.append((at_seconds, path, values))
+                self._scheduled.sort(key=lambda entry: entry[0])
+            return
+        self._commit(path, values)
+
+    def run_due(self) -> int:
+        """Apply every scheduled change whose time has come; the bridge calls this each hop batch."""
+        now = self.target.stream_seconds()
+        due = []
+        with self._lock:
+            while self._scheduled and self._scheduled[0][0] <= now:
+                due.append(self._scheduled.pop(0))
+        for _, path, values in due:
+            self._commit(path, values)
+        return len(due)
+
+    def _validate(self, path: str, values: tuple) -> None:
+        if path == "/sam/mode" and values[0] not in ("extract", "remove"):
+            raise ControlError(f"/sam/mode must be 'extract' or 'remove', got {values[0][:40]!r}")
+        if path == "/sam/mix" and not 0.0 <= values[0] <= 1.0:
+            raise ControlError(f"/sam/mix must be within 0..1, got {values[0]:g}")
+        if path in ("/sam/target/gain", "/sam/residual/gain") and not MIN_GAIN_DB <= values[0] <= MAX_GAIN_DB:
+            raise ControlError(f"{path} must be within {MIN_GAIN_DB:g}..{MAX_GAIN_DB:g} dB, got {values[0]:g}")
+        if path in ("/sam/bypass", "/sam/prompt/capture") and values[0] not in (0, 1):
+            raise ControlError(f"{path} must be 0 or 1, got {values[0]}")
+        if path == "/sam/steps" and not 1 <= values[0] <= self.target.max_steps:
+            raise ControlError(f"/sam/steps must be within 1..{self.target.max_steps}, got {values[0]}")
+        if path in ("/sam/prompt/span", "/sam/prompt/span/neg"):
+            start, stop = self._absolute_span(*values)
+            if not stop > start:
+                raise ControlError(f"{path}: the span must end after it starts, got {values[0]:g} to {values[1]:g}")
+        if path == "/sam/prompt/visual/box":
+            w, h = values[2:]
+            if not (w > 0 and h > 0):
+                raise ControlError(f"{path}: width and height must be positive, got {w:g} x {h:g}")
+
+    def _absolute_span(self, start: float, stop: float) -> tuple[float, float]:
+        now = self.target.stream_seconds()
+        return (now + start if start < 0 else start), (now + stop if stop < 0 or (start < 0 and stop == 0) else stop)
+
+    def _commit(self, path: str, values: tuple) -> None:
+        target = self.target
+        with self._lock:
+            state = self._state
+            if path == "/sam/prompt/text":
+                state.text = values[0]
+                target.set_text(values[0])
+            elif path in ("/sam/prompt/span", "/sam/prompt/span/neg"):
+                start, stop = self._absolute_span(*values)
+                positive = path == "/sam/prompt/span"
+                state.spans.append((start, stop, positive))
+                target.add_span(start, stop, positive)
+            elif path == "/sam/prompt/capture":
+                state.capture = bool(values[0])
+                target.set_capture(state.capture)
+            elif path == "/sam/prompt/visual/box":
+                x, y, w, h = values
+                # A box reaching outside the frame is clipped to it.
+                x0, y0 = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
+                x1, y1 = min(max(x + w, 0.0), 1.0), min(max(y + h, 0.0), 1.0)
+                state.visual_box = (x0, y0, x1 - x0, y1 - y0)
+                target.set_visual_box(state.visual_box)
+            elif path == "/sam/prompt/clear":
+                state.text, state.spans, state.capture, state.visual_box = "", [], False, None
+                target.clear_prompts()
+            elif path == "/sam/steps":
+                state.steps = values[0]
+                target.set_steps(values[0])
+            else:
+                changes = {
+                    "/sam/mode": {"mode": values[0]},
+                    "/sam/mix": {"mix": values[0]},
+                    "/sam/target/gain": {"target_gain_db": values[0]},
+                    "/sam/residual/gain": {"residual_gain_db": values[0]},
+                    "/sam/bypass": {"bypass": bool(values[0])},
+                }[path]
+                state.mix = replace(state.mix, **changes)
+                target.set_mix(state.mix)
+            snapshot = state.as_dict()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(snapshot)
