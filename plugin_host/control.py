@@ -310,3 +310,20 @@ class Controller:
             listeners = list(self._listeners)
         for listener in listeners:
             listener(snapshot)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Loopback is open to local clients; any other address requires a token."""
+    if host not in LOOPBACK_HOSTS and not token:
+        raise ControlError(f"binding to {host} exposes the controls to the network: give --token")
+
+
+def token_matches(expected: str | None, given) -> bool:
+    """Constant-time token check; with no token configured everything is allowed."""
+    import hmac
+    if not expected:
+        return True
+    return isinstance(given, str) and hmac.compare_digest(expected.encode(), given.encode())
