@@ -63,3 +63,10 @@ def slot_ages(write_slot, ages_out):
     context = ages_out.shape[0]
     for slot in range(context):
         ages_out[slot] = (write_slot - slot - 1) % context + 1
+
+
+@njit(cache=True)
+def blend_masks(from_mask, to_mask, share, out):
+    """out = from_mask * (1 - share) + to_mask * share, all (1, bins): a prompt change's ramp."""
+    for index in range(out.shape[1]):
+        out[0, index] = from_mask[0, index] * (1.0 - share) + to_mask[0, index] * share

@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from samstream.kernels.masking import apply_mask, downmix_real_imag, push_frame, slot_ages, store_keys_values
+from samstream.kernels.masking import (
+    apply_mask,
+    blend_masks,
+    downmix_real_imag,
+    push_frame,
+    slot_ages,
+    store_keys_values,
+)
 from samstream.stream.offline import analyze_frames
 
 from .config import ModelConfig
@@ -75,7 +82,8 @@ def make_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
 class OnnxSeparator:
     """Streams one separation model; configure once, then ``process`` every hop."""
 
-    def __init__(self, model_dir: Path, steps: int | None = None, threads: int = 1, seed: int = 0):
+    def __init__(self, model_dir: Path, steps: int | None = None, threads: int = 1, seed: int = 0,
+                 crossfade_frames: int = 0):
         self.config, serving = load_serving_config(model_dir)
         graphs = {int(key): value for key, value in serving["hop_graphs"].items()}
         self.steps = steps if steps is not None else min(graphs)
@@ -89,8 +97,17 @@ class OnnxSeparator:
         self._applied = Prompt()
         # Per-frame span anchors known in advance (offline spans); None leaves them at "none".
         self.anchor_schedule: np.ndarray | None = None
+        # The anchor of frames past the schedule: the live "target sounds now" button.
+        self.live_anchor = 0
+        # A new prompt's mask takes over from the last one along a ramp this many hops long.
+        self.crossfade_frames = max(0, int(crossfade_frames))
         self._prompt_lock = threading.Lock()
         self.passing_through = True
+
+    @property
+    def prompt_pending(self) -> bool:
+        """A prompt was set and no hop has taken it yet."""
+        return self._pending is not None
 
     def set_prompt(self, prompt: Prompt) -> None:
         """From any thread; takes effect at the next hop boundary."""
@@ -127,6 +144,11 @@ class OnnxSeparator:
             bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
             bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
         self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
+        self._pass_mask = np.ones((1, n_bins), np.float32)
+        self._last_mask = np.ones((1, n_bins), np.float32)
+        self._fade_from = np.ones((1, n_bins), np.float32)
+        self._blended = np.ones((1, n_bins), np.float32)
+        self._fade_left = 0
         self._frame = 0
         self._write_slot = 0
         # A new stream starts from the prompt in force, whether or not a hop has applied it yet.
@@ -140,6 +162,9 @@ class OnnxSeparator:
             return
         self._applied = prompt
         self.passing_through = prompt.is_empty
+        if self.crossfade_frames:
+            np.copyto(self._fade_from, self._last_mask)
+            self._fade_left = self.crossfade_frames
         buffers = self.buffers
         buffers["text"][0] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
         buffers["has_example"][0] = prompt.example_features is not None
@@ -167,12 +192,19 @@ class OnnxSeparator:
         token = frame - lookahead
         buffers["seen"][0] = min(token, context)
         schedule = self.anchor_schedule
-        buffers["anchor"][0] = schedule[token] if schedule is not None and token < len(schedule) else 0
+        buffers["anchor"][0] = schedule[token] if schedule is not None and token < len(schedule) else self.live_anchor
         self.session.run_with_iobinding(self.binding)
         store_keys_values(self.outputs["new_keys"], self.outputs["new_values"], buffers["key_cache"],
                           buffers["value_cache"], self._write_slot)
         self._write_slot = (self._write_slot + 1) % context
-        if self.passing_through:
+        mask = self._pass_mask if self.passing_through else self.outputs["target_mask"]
+        if self._fade_left:
+            share = 1.0 - self._fade_left / (self.crossfade_frames + 1)
+            blend_masks(self._fade_from, mask, share, self._blended)
+            mask = self._blended
+            self._fade_left -= 1
+        np.copyto(self._last_mask, mask)
+        if self.passing_through and mask is self._pass_mask:
             np.copyto(spectrum_out, delayed)
         else:
-            apply_mask(delayed, self.outputs["target_mask"], spectrum_out, self.keep_target)
+            apply_mask(delayed, mask, spectrum_out, self.keep_target)

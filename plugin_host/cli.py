@@ -10,7 +10,7 @@ import sys
 
 from samstream.stream.engine import ConfigurationError
 
-from . import data_cli, model_cli, separate_cli
+from . import data_cli, model_cli, separate_cli, serve
 from .audio_files import AudioFileError
 
 USER_ERRORS = (AudioFileError, ConfigurationError, ValueError, OSError)
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench_out", help="folder for the report (default: bench_out)")
     bench.add_argument("--seconds", type=float, default=1.0, help="time budget per measured case")
     separate_cli.register(commands)
+    serve.register(commands)
     model_cli.register(commands)
     data_cli.register(commands)
     return parser
@@ -53,6 +54,8 @@ def run(arguments: argparse.Namespace) -> int:
         run_kernel_bench(arguments.out, arguments.seconds)
     elif arguments.command == "separate":
         return separate_cli.run(arguments)
+    elif arguments.command == "serve":
+        return serve.run(arguments)
     elif arguments.command == "train":
         return model_cli.run_train(arguments)
     elif arguments.command == "distill":

@@ -1,0 +1,245 @@
+"""Audio backends of the live bridge: file, JACK and PortAudio.
+
+Each one owns its audio callback and gives the bridge (channels, n) float32 views of
+preallocated arrays; the callback does nothing else. JACK-Client and pyaudio wrap their
+buffers in small Python objects per call (pyaudio also wants a bytes object back): those
+wrappers are the libraries' own, no sample memory is allocated by us in the callback.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from samstream.models.separate import change_rate
+from samstream.stream.engine import ConfigurationError
+
+from .audio_files import read_audio, write_audio
+from .bridge import LiveBridge
+
+
+class FileBackend:
+    """Streams a file through the bridge; writes output, target and residual, latency removed.
+
+    ``realtime``: pace the callbacks at the stream's rate on a worker thread, as a sound
+    card would; otherwise render as fast as the machine allows (no misses possible).
+    """
+
+    name = "file"
+
+    def __init__(self, bridge: LiveBridge, input_path: Path, out_dir: Path, *, block: int = 128,
+                 realtime: bool = False):
+        self.bridge = bridge
+        self.out_dir = Path(out_dir)
+        self.block = block
+        self.realtime = realtime
+        signal, self.file_rate = read_audio(input_path)
+        self.signal = change_rate(signal, self.file_rate, bridge.sample_rate)
+        self.channels = self.signal.shape[0]
+        self._stop = threading.Event()
+        self.done = threading.Event()
+        bridge.backend_name = self.name
+
+    def start(self) -> None:
+        self.bridge.configure(self.channels)
+        self.bridge.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> dict:
+        """Stream the whole file (or until stopped); write the outputs; return a summary."""
+        bridge, block, channels = self.bridge, self.block, self.channels
+        latency = bridge.latency_samples
+        length = self.signal.shape[1]
+        total = -(-(length + latency) // block) * block
+        source = np.zeros((channels, total), np.float32)
+        source[:, :length] = self.signal
+        output = np.zeros((channels, total), np.float32)
+        taps = np.zeros((2 * channels, total), np.float32)
+        started = time.perf_counter()
+        done = 0
+        for start in range(0, total, block):
+            if self._stop.is_set():
+                break
+            window = slice(start, start + block)
+            bridge.process(source[:, window], output[:, window], taps[:, window])
+            done = start + block
+            if self.realtime:
+                delay = started + done / bridge.sample_rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        elapsed = time.perf_counter() - started
+        bridge.stop()
+        usable = max(0, min(length, done - latency))
+        results = {"output": output, "target": taps[:channels], "residual": taps[channels:]}
+        for name, stream in results.items():
+            aligned = change_rate(stream[:, latency:latency + usable], bridge.sample_rate, self.file_rate)
+            write_audio(self.out_dir / f"{name}.wav", aligned, self.file_rate)
+        self.done.set()
+        return {"seconds": usable / bridge.sample_rate, "elapsed": elapsed, "latency_samples": latency,
+                "complete": usable == length}
+
+
+class JackBackend:
+    """JACK client: ports in_N/out_N, latency published through JACK's latency API, xruns counted."""
+
+    name = "jack"
+
+    def __init__(self, bridge: LiveBridge, *, client_name: str = "samstream", channels: int = 2,
+                 connect: bool = False, server_name: str | None = None):
+        import jack
+        self.bridge = bridge
+        self.channels = channels
+        self.connect = connect
+        try:
+            self.client = jack.Client(client_name, no_start_server=True, servername=server_name)
+        except jack.JackOpenError:
+            raise ConfigurationError("no JACK server is running (start one, e.g. `jackd -d dummy -r 48000 "
+                                     "-p 128`)") from None
+        if self.client.samplerate != bridge.sample_rate:
+            self.client.close()
+            raise ConfigurationError(f"the JACK server runs at {self.client.samplerate} Hz; the model needs "
+                                     f"{bridge.sample_rate} Hz")
+        self.block = self.client.blocksize
+        self.inports = [self.client.inports.register(f"in_{index + 1}") for index in range(channels)]
+        self.outports = [self.client.outports.register(f"out_{index + 1}") for index in range(channels)]
+        self._in = np.zeros((channels, self.block), np.float32)
+        self._out = np.zeros((channels, self.block), np.float32)
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.set_latency_callback(self._latency)
+        self.client.set_blocksize_callback(self._blocksize)
+        bridge.backend_name = self.name
+
+    def start(self) -> None:
+        self.bridge.configure(self.channels)
+        self.bridge.start()
+        self.client.activate()
+        if self.connect:
+            capture = self.client.get_ports(is_physical=True, is_output=True, is_audio=True)
+            playback = self.client.get_ports(is_physical=True, is_input=True, is_audio=True)
+            for source, port in zip(capture, self.inports, strict=False):
+                self.client.connect(source, port)
+            for port, sink in zip(self.outports, playback, strict=False):
+                self.client.connect(port, sink)
+
+    def _process(self, frames: int) -> None:
+        incoming, outgoing = self._in, self._out
+        for channel, port in enumerate(self.inports):
+            incoming[channel, :frames] = port.get_array()
+        self.bridge.process(incoming[:, :frames], outgoing[:, :frames])
+        for channel, port in enumerate(self.outports):
+            port.get_array()[:] = outgoing[channel, :frames]
+
+    def _xrun(self, delay: float) -> None:
+        self.bridge.xruns += 1
+
+    def _blocksize(self, blocksize: int) -> None:
+        if blocksize != self.block:
+            self.bridge._note(f"JACK period changed to {blocksize}; restart samstream to keep the latency exact")
+
+    def _latency(self, mode) -> None:
+        import jack
+        latency = self.bridge.latency_samples
+        if mode == jack.CAPTURE:
+            low, high = self._extremes([port.get_latency_range(jack.CAPTURE) for port in self.inports])
+            for port in self.outports:
+                port.set_latency_range(jack.CAPTURE, (low + latency, high + latency))
+        else:
+            low, high = self._extremes([port.get_latency_range(jack.PLAYBACK) for port in self.outports])
+            for port in self.inports:
+                port.set_latency_range(jack.PLAYBACK, (low + latency, high + latency))
+
+    @staticmethod
+    def _extremes(ranges) -> tuple[int, int]:
+        if not ranges:
+            return 0, 0
+        return min(low for low, _ in ranges), max(high for _, high in ranges)
+
+    def request_stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.bridge.stop()
+            self.client.close()
+
+
+def find_portaudio_device(audio, device: str | int | None, channels: int) -> int:
+    """A device index from a number or a name fragment; one with enough in and out channels."""
+    count = audio.get_device_count()
+    devices = [audio.get_device_info_by_index(index) for index in range(count)]
+    usable = [info for info in devices
+              if info["maxInputChannels"] >= channels and info["maxOutputChannels"] >= channels]
+    if device is None:
+        if not usable:
+            raise ConfigurationError(f"no PortAudio device has {channels} input and output channels")
+        return int(usable[0]["index"])
+    if isinstance(device, int) or str(device).isdigit():
+        index = int(device)
+        if not 0 <= index < count:
+            raise ConfigurationError(f"no PortAudio device {index} (there are {count})")
+        return index
+    for info in usable:
+        if str(device).lower() in info["name"].lower():
+            return int(info["index"])
+    names = ", ".join(repr(info["name"]) for info in devices) or "none"
+    raise ConfigurationError(f"no PortAudio device matches {device!r} (devices: {names})")
+
+
+class PortAudioBackend:
+    """pyaudio full-duplex float32 stream; on a JACK host it runs on JACK's host API."""
+
+    name = "portaudio"
+
+    def __init__(self, bridge: LiveBridge, *, device: str | int | None = None, channels: int = 2,
+                 block: int = 128):
+        import pyaudio
+        self.bridge = bridge
+        self.channels = channels
+        self.block = block
+        self._pyaudio = pyaudio
+        self.audio = pyaudio.PyAudio()
+        try:
+            self.device = find_portaudio_device(self.audio, device, channels)
+        except ConfigurationError:
+            self.audio.terminate()
+            raise
+        self._out = np.zeros((block * 4, channels), np.float32)
+        bridge.backend_name = self.name
+        self.stream = None
+
+    def start(self) -> None:
+        pyaudio = self._pyaudio
+        self.bridge.configure(self.channels)
+        self.bridge.start()
+        self.stream = self.audio.open(format=pyaudio.paFloat32, channels=self.channels,
+                                      rate=self.bridge.sample_rate, input=True, output=True,
+                                      input_device_index=self.device, output_device_index=self.device,
+                                      frames_per_buffer=self.block, stream_callback=self._callback)
+        self.stream.start_stream()
+
+    def _callback(self, in_data, frame_count, time_info, status):
+        if status:
+            self.bridge.xruns += 1
+        incoming = np.frombuffer(in_data, dtype=np.float32).reshape(frame_count, self.channels)
+        outgoing = self._out[:frame_count]
+        self.bridge.process(incoming.T, outgoing.T)
+        return outgoing.tobytes(), self._pyaudio.paContinue
+
+    def request_stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            if self.stream is not None:
+                self.stream.stop_stream()
+                self.stream.close()
+        finally:
+            self.bridge.stop()
+            self.audio.terminate()

@@ -1,0 +1,291 @@
+"""The live bridge: the model behind a ``LiveProcessor``, driven by the control tree.
+
+Backends (JACK, PortAudio, file) call ``process`` from their audio callback and nothing
+else. Control surfaces call the ``LiveTarget`` methods through a ``Controller``. Text
+prompts are encoded on a prompt thread (cached per text); spans and the capture button
+turn the stream's own recent history into an example embedding; everything reaches the
+model at a hop boundary, with a crossfade.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from samstream.models.config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
+from samstream.models.runtime import OnnxSeparator, Prompt, compressed_frames, load_serving_config
+from samstream.stream.engine import ConfigurationError, StftEngine
+from samstream.stream.live import LiveProcessor
+
+from .control import Controller, MixSettings
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+HISTORY_SECONDS = 30.0
+
+
+class StepSwitch:
+    """A spectral model holding one separator per step count; switches at a hop boundary."""
+
+    def __init__(self, separators: dict[int, OnnxSeparator], steps: int):
+        self.separators = separators
+        self.active = separators[steps]
+        self.lookahead_frames = self.active.lookahead_frames
+        self._next: OnnxSeparator | None = None
+
+    def select(self, steps: int) -> None:
+        self._next = self.separators[steps]
+
+    def set_prompt(self, prompt: Prompt) -> None:
+        for separator in self.separators.values():
+            separator.set_prompt(prompt)
+
+    def set_live_anchor(self, anchor: int) -> None:
+        for separator in self.separators.values():
+            separator.live_anchor = anchor
+
+    def configure(self, channels: int, n_bins: int) -> None:
+        for separator in self.separators.values():
+            separator.configure(channels, n_bins)
+
+    def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None:
+        if self._next is not None:
+            self.active, self._next = self._next, None
+        self.active.process(spectrum_in, spectrum_out)
+
+
+class LiveBridge:
+    """Everything between a backend's callback and the control surfaces."""
+
+    def __init__(self, model_dir: Path | None = None, *, steps: int | None = None, host_block: int | None = None,
+                 max_block: int = 4096, threaded: bool = True, crossfade_ms: float = 20.0,
+                 max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None):
+        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        config, serving = load_serving_config(self.model_dir)
+        self.config = config
+        available = sorted(int(key) for key in serving["hop_graphs"])
+        self.max_steps = max(available)
+        steps = steps if steps is not None else min(available)
+        if steps not in available:
+            raise ConfigurationError(f"{self.model_dir}: no hop graph for {steps} steps (has {available})")
+        fade_frames = max(1, round(crossfade_ms * config.stft.sample_rate / 1000 / config.stft.hop))
+        separators = {count: OnnxSeparator(self.model_dir, steps=count, threads=threads,
+                                           crossfade_frames=fade_frames) for count in available}
+        self.model = StepSwitch(separators, steps)
+        engine = StftEngine(config.stft.n_fft, config.stft.hop, model=self.model,
+                            supported_sample_rates=(config.stft.sample_rate,))
+        self.processor = LiveProcessor(engine, host_block=host_block, max_block=max_block, threaded=threaded,
+                                       crossfade_ms=crossfade_ms, max_latency_ms=max_latency_ms,
+                                       hop_hook=self._before_hop)
+        self.controller = Controller(self)
+        self._text_encoder = text_encoder
+        self._mix = MixSettings()
+        self._text = ""
+        self._text_embedding: np.ndarray | None = None
+        self._example: np.ndarray | None = None
+        self._example_seconds = 0.0
+        self._anchor_spans: list[tuple[int, int, int]] = []  # (first sample, stop sample, anchor)
+        self._capture_start: int | None = None
+        self._prompt_jobs: queue.Queue = queue.Queue(maxsize=64)
+        self._prompt_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.xruns = 0
+        self.backend_name = ""
+        self.notes: list[str] = []
+        self.prompt_applied_at: float | None = None  # perf_counter of the hop that took the last prompt
+        self._prompt_sent_at: float | None = None
+
+    # stream --------------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.stft.sample_rate
+
+    @property
+    def latency_samples(self) -> int:
+        return self.processor.latency_samples
+
+    def configure(self, channels: int, sample_rate: int | None = None) -> None:
+        rate = sample_rate or self.sample_rate
+        self.processor.configure(rate, channels)
+        self._history = np.zeros(1 << int(HISTORY_SECONDS * rate).bit_length(), np.float32)
+        self._history_written = 0
+        self._apply_weights()
+
+    def start(self) -> None:
+        if self._text_encoder is None:
+            from samstream.models.text_encoder import TextEncoder
+            self._text_encoder = TextEncoder.load()
+        self._text_encoder.encode("warm up")  # loads and plans the encoder before the first prompt
+        self._prompt_thread = threading.Thread(target=self._prompt_work, name="samstream-prompts", daemon=True)
+        self._prompt_thread.start()
+        self.processor.start()
+
+    def stop(self) -> None:
+        self.processor.stop()
+        if self._prompt_thread is not None:
+            self._prompt_jobs.put(None)
+            self._prompt_thread.join(timeout=5)
+            self._prompt_thread = None
+
+    def process(self, block_in: np.ndarray, block_out: np.ndarray, taps_out: np.ndarray | None = None) -> bool:
+        """The backend's audio callback hands its (channels, n) float32 block here."""
+        return self.processor.process(block_in, block_out, taps_out)
+
+    def _before_hop(self, stream_sample: int) -> None:
+        """Runs on the worker before each hop: scheduled changes, live anchors, history."""
+        self.controller.run_due()
+        anchor = 0
+        if self._capture_start is not None:
+            anchor = ANCHOR_POSITIVE
+        else:
+            for first, stop, sign in self._anchor_spans:
+                if first <= stream_sample < stop:
+                    anchor = sign
+        self.model.set_live_anchor(anchor)
+        hop_in = self.processor._hop_in
+        history = self._history
+        mask = history.shape[0] - 1
+        position = self._history_written
+        index = (position + np.arange(hop_in.shape[1])) & mask
+        history[index] = hop_in.mean(axis=0)
+        self._history_written = position + hop_in.shape[1]
+        if self._prompt_sent_at is not None and not self.model.active.prompt_pending:
+            self.prompt_applied_at = time.perf_counter()
+            self._prompt_sent_at = None
+
+    def stream_seconds(self) -> float:
+        return self.processor.stream_samples() / self.processor.sample_rate if self.processor.sample_rate else 0.0
+
+    # LiveTarget ----------------------------------------------------------------------
+
+    def set_mix(self, settings: MixSettings) -> None:
+        self._mix = settings
+        self._apply_weights()
+
+    def _apply_weights(self) -> None:
+        empty = self._text_embedding is None and self._example is None and not self._text
+        dry, target, residual = self._mix.weights(passing_through=empty)
+        self.processor.set_weights(dry, target, residual, dry + target + residual)
+
+    def set_text(self, text: str) -> None:
+        self._prompt_jobs.put(("text", text))
+
+    def set_steps(self, steps: int) -> None:
+        self.model.select(steps)
+
+    def add_span(self, start: float, stop: float, positive: bool) -> None:
+        rate = self.processor.sample_rate
+        first, last = int(start * rate), int(stop * rate)
+        if positive:
+            self._prompt_jobs.put(("example", first, last))
+        else:
+            self._anchor_spans.append((first, last, ANCHOR_NEGATIVE))
+
+    def set_capture(self, holding: bool) -> None:
+        now = self.processor.stream_samples()
+        if holding:
+            if self._capture_start is None:
+                self._capture_start = now
+        elif self._capture_start is not None:
+            first, self._capture_start = self._capture_start, None
+            self._anchor_spans.append((first, now, ANCHOR_POSITIVE))
+            self._prompt_jobs.put(("example", first, now))
+
+    def set_visual_box(self, box: tuple[float, float, float, float]) -> None:
+        self._note("visual box stored; no video source is attached, so it does not steer the model yet")
+
+    def clear_prompts(self) -> None:
+        self._anchor_spans.clear()
+        self._capture_start = None
+        self._prompt_jobs.put(("clear",))
+
+    # prompt thread -------------------------------------------------------------------
+
+    def _prompt_work(self) -> None:
+        while True:
+            job = self._prompt_jobs.get()
+            if job is None:
+                return
+            try:
+                self._run_prompt_job(job)
+            except Exception as error:  # a prompt that fails must not take the stream down
+                self._note(f"prompt refused: {error}")
+
+    def _run_prompt_job(self, job: tuple) -> None:
+        kind = job[0]
+        if kind == "text":
+            self._text = job[1]
+            self._text_embedding = self._text_encoder.encode(job[1]) if job[1].strip() else None
+        elif kind == "example":
+            self._example = self._example_from_history(job[1], job[2])
+        elif kind == "clear":
+            self._text, self._text_embedding, self._example = "", None, None
+        self._prompt_sent_at = time.perf_counter()
+        self.model.set_prompt(Prompt(text_embedding=self._text_embedding, example_features=self._example))
+        self._apply_weights()
+
+    def _example_from_history(self, first: int, stop: int) -> np.ndarray | None:
+        # A span reaching into the future is taken when the stream has passed its end.
+        while self._history_written < stop and self.processor._running:
+            time.sleep(0.01)
+        oldest = self._history_written - self._history.shape[0]
+        first, stop = max(first, oldest, 0), min(stop, self._history_written)
+        if stop - first < self.config.stft.n_fft:
+            self._note("span too short or too old to take an example from (kept the previous example)")
+            return self._example
+        mask = self._history.shape[0] - 1
+        audio = self._history[np.arange(first, stop) & mask]
+        self._example_seconds = (stop - first) / self.processor.sample_rate
+        return compressed_frames(audio, self.config).mean(axis=0).astype(np.float32)
+
+    # reporting -----------------------------------------------------------------------
+
+    def _note(self, text: str) -> None:
+        with self._lock:
+            self.notes = [*self.notes[-4:], text]
+
+    def prompt_description(self) -> str:
+        parts = []
+        if self._text:
+            parts.append(f"text {self._text!r}")
+        if self._example is not None:
+            parts.append(f"example of {self._example_seconds:.1f} s")
+        if self._capture_start is not None:
+            parts.append("capturing")
+        return ", ".join(parts)
+
+    def status(self) -> dict:
+        stats = self.processor.stats()
+        hop_ms = 1000.0 * self.processor.hop / self.processor.sample_rate if self.processor.sample_rate else 0.0
+        prompt = self.prompt_description()
+        return {
+            "latency_ms": round(self.processor.latency_ms, 3),
+            "latency_samples": self.latency_samples,
+            "safety_samples": self.processor.safety,
+            "xruns": self.xruns,
+            "misses": stats.misses,
+            "rtf": round(stats.hop_ms_p50 / hop_ms, 4) if hop_ms else 0.0,
+            "hop_ms_p50": round(stats.hop_ms_p50, 3),
+            "hop_ms_p99": round(stats.hop_ms_p99, 3),
+            "hop_ms_max": round(stats.hop_ms_max, 3),
+            "hops": stats.hops,
+            "non_finite_samples": stats.non_finite_samples,
+            "clipped_samples": stats.clipped_samples,
+            "prompt": prompt,
+            "passing_through": not prompt,
+            "note": "no prompt: audio passes through" if not prompt else "",
+            "notes": list(self.notes),
+            "confidence": None,
+            "steps": self.model.active.steps,
+            "mode": self._mix.mode,
+            "backend": self.backend_name,
+            "sample_rate": self.processor.sample_rate,
+            "channels": self.processor.channels,
+            "stream_seconds": round(self.stream_seconds(), 3),
+        }
+
+    def meters(self) -> dict:
+        return {**self.processor.meters_db(), "confidence": None}

@@ -1,0 +1,130 @@
+"""`samstream serve`: the live bridge with a backend and both control surfaces, until stopped."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from samstream.stream.engine import ConfigurationError
+
+from .bridge import LiveBridge
+from .control import check_bind
+
+# The audio callback takes the interpreter lock between other threads' bytecodes; Python's
+# default 5 ms switch interval is a whole hop, so hand the lock over more often.
+SWITCH_INTERVAL_SECONDS = 0.0005
+
+
+def register(commands) -> None:
+    serve = commands.add_parser("serve", help="run the live bridge (JACK, PortAudio or a file) until stopped")
+    serve.add_argument("--backend", choices=("jack", "portaudio", "file"), required=True)
+    serve.add_argument("--model", help="model folder (default: the bundled model)")
+    serve.add_argument("--steps", type=int, help="flow steps per hop (default: the fewest the model has)")
+    serve.add_argument("--channels", type=int, default=2, help="audio channels (jack, portaudio; default 2)")
+    serve.add_argument("--input", help="file backend: the audio file to stream")
+    serve.add_argument("--out", default="out/serve", help="file backend: folder for output/target/residual.wav")
+    serve.add_argument("--realtime", action="store_true", help="file backend: pace the file in real time")
+    serve.add_argument("--hold", action="store_true", help="file backend: keep serving control after the file")
+    serve.add_argument("--block", type=int, default=128, help="host block (file, portaudio; default 128)")
+    serve.add_argument("--device", help="portaudio: device index or a fragment of its name")
+    serve.add_argument("--client-name", default="samstream", help="jack: client name (default samstream)")
+    serve.add_argument("--connect", action="store_true", help="jack: connect to the physical ports")
+    serve.add_argument("--text", default="", help="text prompt to start with")
+    serve.add_argument("--mode", choices=("extract", "remove"), default="extract")
+    serve.add_argument("--host", default="127.0.0.1", help="control address (default loopback)")
+    serve.add_argument("--token", help="required by every control client; needed to bind beyond loopback")
+    serve.add_argument("--osc-port", type=int, default=9000)
+    serve.add_argument("--ws-port", type=int, default=9001)
+    serve.add_argument("--no-control", action="store_true", help="no OSC or WebSocket server")
+    serve.add_argument("--max-latency-ms", type=float, default=25.0, help="cap on the total latency (ms)")
+    serve.add_argument("--crossfade-ms", type=float, default=20.0, help="prompt and setting crossfades (ms)")
+
+
+def make_backend(arguments: argparse.Namespace, bridge: LiveBridge):
+    from . import backends
+    if arguments.backend == "file":
+        if not arguments.input:
+            raise ConfigurationError("--backend file needs --input FILE")
+        return backends.FileBackend(bridge, Path(arguments.input), Path(arguments.out), block=arguments.block,
+                                    realtime=arguments.realtime)
+    if arguments.backend == "jack":
+        return backends.JackBackend(bridge, client_name=arguments.client_name, channels=arguments.channels,
+                                    connect=arguments.connect)
+    return backends.PortAudioBackend(bridge, device=arguments.device, channels=arguments.channels,
+                                     block=arguments.block)
+
+
+def host_block_for(arguments: argparse.Namespace) -> int | None:
+    if arguments.backend == "jack":
+        import jack
+        try:
+            probe = jack.Client("samstream-probe", no_start_server=True)
+        except jack.JackOpenError:
+            raise ConfigurationError("no JACK server is running (start one, e.g. `jackd -d dummy -r 48000 "
+                                     "-p 128`)") from None
+        try:
+            return probe.blocksize
+        finally:
+            probe.close()
+    return arguments.block
+
+
+def run(arguments: argparse.Namespace) -> int:
+    if not arguments.no_control:
+        check_bind(arguments.host, arguments.token)
+    if not 1 <= arguments.block <= 4096:
+        raise ConfigurationError(f"--block must be 1..4096, got {arguments.block}")
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    threaded = arguments.backend != "file" or arguments.realtime
+    bridge = LiveBridge(Path(arguments.model) if arguments.model else None, steps=arguments.steps,
+                        host_block=host_block_for(arguments), threaded=threaded,
+                        crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms)
+    backend = make_backend(arguments, bridge)
+    servers = []
+    stop = threading.Event()
+
+    def on_signal(number, frame) -> None:
+        stop.set()
+        backend.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        backend.start()
+        bridge.controller.apply("/sam/mode", [arguments.mode])
+        if arguments.text:
+            bridge.controller.apply("/sam/prompt/text", [arguments.text])
+        if not arguments.no_control:
+            from .osc_server import OscServer
+            from .ws_server import WebSocketServer
+            servers = [OscServer(bridge.controller, arguments.host, arguments.osc_port, arguments.token),
+                       WebSocketServer(bridge.controller, arguments.host, arguments.ws_port, arguments.token)]
+            for server in servers:
+                server.start()
+        latency = bridge.status()
+        print(f"samstream serve: {backend.name} backend, {bridge.processor.channels} channel(s) at "
+              f"{bridge.sample_rate} Hz, latency {latency['latency_samples']} samples "
+              f"({latency['latency_ms']:.2f} ms)" + ("" if arguments.no_control else
+                                                      f", OSC udp://{arguments.host}:{arguments.osc_port}, "
+                                                      f"control page http://{arguments.host}:{arguments.ws_port}/"),
+              flush=True)
+        if arguments.backend == "file":
+            summary = backend.run()
+            print(f"samstream serve: wrote {arguments.out}/output.wav, target.wav, residual.wav "
+                  f"({summary['seconds']:.2f} s{'' if summary['complete'] else ', stopped early'})", flush=True)
+            while arguments.hold and not stop.wait(0.5):
+                pass
+        else:
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for server in servers:
+            server.stop()
+        if arguments.backend != "file":
+            backend.close()
+    status = bridge.status()
+    print(f"samstream serve: stopped after {status['stream_seconds']:.1f} s, {status['misses']} misses, "
+          f"{status['xruns']} xruns", flush=True)
+    return 0

@@ -1,0 +1,292 @@
+"""The live split: an audio callback that only copies, and a worker thread that runs the Engine.
+
+    callback:  block -> input ring (+ dry delay line)      output ring -> block
+    worker:              input ring -> Engine (one hop) -> mix -> output ring
+
+The callback never waits for the worker. The output ring starts with ``prefill`` samples
+of silence: the scheduler's buffer delay (the part of a hop not yet complete) plus a
+safety buffer that gives the worker time to deliver. The safety buffer is sized once, at
+configure time, from the measured cost of a hop (it adapts to the model and the
+machine), capped by ``max_latency``, and then fixed: the reported latency,
+engine latency + buffer delay + safety, never changes while the stream runs. A hop that
+is late anyway is a counted miss, bridged by the dry signal (``kernels.live``).
+
+``threaded=False`` runs the same path without the thread: ``process`` runs the due hops
+itself (file rendering faster than real time; no safety buffer is needed then).
+"""
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import gcd
+
+import numpy as np
+
+from samstream.kernels.live import (
+    CLIPPED_IN,
+    MISSES,
+    PUSHED,
+    callback_pull,
+    callback_push,
+    delay_hop,
+    glide_to,
+    make_callback_state,
+    make_mix_state,
+    mix_hop,
+)
+from samstream.kernels.ring import CLIPPED, NON_FINITE, ring_available, ring_read, ring_write
+
+from . import debug
+from .engine import ConfigurationError, Engine
+
+TIMING_SLOTS = 1 << 16
+WARMUP_HOPS = 96
+DEFAULT_INPUT_LIMIT = 4.0
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    hops: int
+    misses: int
+    non_finite_samples: int
+    clipped_samples: int
+    stream_samples: int
+    hop_ms_p50: float
+    hop_ms_p99: float
+    hop_ms_max: float
+
+
+class LiveProcessor:
+    """Runs ``engine`` behind a real-time callback with a constant, reported latency.
+
+    ``host_block``: the block size when the host keeps it fixed (a JACK period); None
+    accepts any size up to ``max_block``. ``hop_hook(stream_sample)`` runs on the worker
+    before every hop (prompt changes, scheduled control changes land there).
+    """
+
+    def __init__(self, engine: Engine, *, host_block: int | None = None, max_block: int = 4096,
+                 threaded: bool = True, crossfade_ms: float = 20.0, max_latency_ms: float | None = None,
+                 safety: int | None = None, input_limit: float = DEFAULT_INPUT_LIMIT,
+                 hop_hook: Callable[[int], None] | None = None):
+        if host_block is not None and not 1 <= host_block <= max_block:
+            raise ConfigurationError(f"host block must be 1..{max_block} samples, got {host_block}")
+        if crossfade_ms < 0:
+            raise ConfigurationError(f"crossfade must not be negative, got {crossfade_ms} ms")
+        self.engine = engine
+        self.host_block = host_block
+        self.max_block = max_block
+        self.threaded = threaded
+        self.crossfade_ms = crossfade_ms
+        self.max_latency_ms = max_latency_ms
+        self.requested_safety = safety
+        self.input_limit = input_limit
+        self.hop_hook = hop_hook
+        self.sample_rate = 0
+        self.channels = 0
+        self.safety = 0
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._pending_weights: tuple[float, float, float, float] | None = None
+        self._weights_lock = threading.Lock()
+
+    # configuration ------------------------------------------------------------------
+
+    @property
+    def hop(self) -> int:
+        return self.engine.hop
+
+    @property
+    def buffer_delay(self) -> int:
+        if self.host_block is None:
+            return self.hop - 1
+        return self.hop - gcd(self.host_block, self.hop)
+
+    @property
+    def latency_samples(self) -> int:
+        return self.engine.latency_samples + self.buffer_delay + self.safety
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sample_rate if self.sample_rate else 0.0
+
+    def configure(self, sample_rate: int, channels: int) -> None:
+        """Make every buffer, warm every shape up, size the safety buffer. Not while running."""
+        if self._running:
+            raise ConfigurationError("stop the stream before configuring it again")
+        engine = self.engine
+        engine.configure(sample_rate, self.max_block, channels)
+        self.sample_rate, self.channels = sample_rate, channels
+        hop = self.hop
+        self._hop_in = np.zeros((channels, hop), np.float32)
+        self._target = np.zeros((channels, hop), np.float32)
+        self._dry = np.zeros((channels, hop), np.float32)
+        self._mixed = np.zeros((3 * channels, hop), np.float32)
+        self._dry_line = np.zeros((channels, engine.latency_samples), np.float32)
+        self._dry_position = np.zeros(1, np.int64)
+        self._no_taps = np.zeros((0, self.max_block), np.float32)
+        self._timings = np.zeros(TIMING_SLOTS, np.int64)
+        self._hops = 0
+        self.warmup_ms = self._warm_up()
+        self.safety = self._choose_safety()
+        self._callback = make_callback_state(channels, self.max_block, hop, self.latency_samples,
+                                             self.buffer_delay + self.safety, self.input_limit)
+        n_fade = max(1, round(self.crossfade_ms * sample_rate / 1000))
+        self._mix = make_mix_state(n_fade, hop, sample_rate)
+        self._touch_kernels()
+        engine.configure(sample_rate, self.max_block, channels)
+        self._hops = 0
+
+    def _warm_up(self) -> np.ndarray:
+        """Run the engine on noise so every shape is planned and compiled; return hop times (ms)."""
+        noise = np.random.default_rng(0).standard_normal(self._hop_in.shape).astype(np.float32) * 0.1
+        times = np.zeros(WARMUP_HOPS)
+        for index in range(WARMUP_HOPS):
+            start = time.perf_counter_ns()
+            self.engine.process(noise, self._target)
+            times[index] = (time.perf_counter_ns() - start) / 1e6
+        return times
+
+    def _choose_safety(self) -> int:
+        if not self.threaded:
+            return 0
+        if self.requested_safety is not None:
+            return int(self.requested_safety)
+        # The callback never waits, so the worker's answer to a block is needed one block
+        # later at the soonest; on top of that, twice the warm-up p99 plus 0.5 ms of
+        # scheduling slack, rounded up to 32 samples.
+        block = self.host_block or self.max_block
+        cost = 2.0 * float(np.percentile(self.warmup_ms[WARMUP_HOPS // 4:], 99)) + 0.5
+        extra = -(-int(cost * self.sample_rate / 1000) // 32) * 32
+        safety = block + extra
+        if self.max_latency_ms is not None:
+            budget = int(self.max_latency_ms * self.sample_rate / 1000)
+            floor = self.engine.latency_samples + self.buffer_delay
+            if floor + block > budget:
+                raise ConfigurationError(
+                    f"a latency cap of {self.max_latency_ms:g} ms is below what this model and block "
+                    f"need ({1000 * (floor + block) / self.sample_rate:.1f} ms)")
+            safety = min(safety, budget - floor)
+        return safety
+
+    def _touch_kernels(self) -> None:
+        channels = self.channels
+        scratch = make_callback_state(channels, 8, self.hop, 4, 0, self.input_limit)
+        block = np.zeros((channels, 4), np.float32)
+        for view in (block, np.zeros((4, channels), np.float32).T, block[:, :2]):
+            callback_push(view, scratch)
+            callback_pull(block, self._no_taps[:, :4], scratch)
+            callback_pull(block, np.zeros((2 * channels, 4), np.float32), scratch)
+            callback_pull(np.zeros((4, channels), np.float32).T, self._no_taps[:, :4], scratch)
+        ring_write(np.zeros((3 * channels, 4), np.float32), scratch.output_ring)
+        ring_read(self._hop_in[:, :0], scratch.input_ring)
+        ring_available(scratch.input_ring)
+        glide_to(1.0, 0.0, 0.0, self._mix)
+        mix_hop(self._dry, self._target, self._mixed, self._mix)
+        delay_hop(self._hop_in, self._dry, self._dry_line, self._dry_position)
+
+    # control side -------------------------------------------------------------------
+
+    def set_weights(self, dry: float, target: float, residual: float, safe_gain: float) -> None:
+        """From any thread: the mix glides to these weights from the next hop on."""
+        with self._weights_lock:
+            self._pending_weights = (dry, target, residual, safe_gain)
+
+    # audio callback -----------------------------------------------------------------
+
+    def process(self, block_in: np.ndarray, block_out: np.ndarray, taps_out: np.ndarray | None = None) -> bool:
+        """The audio callback's whole job: (channels, n) float32 in and out. Returns True on a miss."""
+        if debug.CHECKS:
+            assert block_in.shape == block_out.shape and block_in.shape[0] == self.channels, block_in.shape
+            assert block_in.shape[1] <= self.max_block, block_in.shape
+        callback_push(block_in, self._callback)
+        if self.threaded:
+            try:
+                os.write(self._wake_write, b"\0")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full: the worker is already awake with work queued
+        else:
+            self.pump()
+        taps = self._no_taps[:, :block_in.shape[1]] if taps_out is None else taps_out
+        return callback_pull(block_out, taps, self._callback)
+
+    # worker -------------------------------------------------------------------------
+
+    def pump(self) -> int:
+        """Run every hop whose input is complete; returns how many ran."""
+        ran = 0
+        state = self._callback
+        hop = self.hop
+        while ring_available(state.input_ring) >= hop:
+            ring_read(self._hop_in, state.input_ring)
+            start = time.perf_counter_ns()
+            if self.hop_hook is not None:
+                self.hop_hook(int(state.counters[PUSHED]))
+            if self._pending_weights is not None:
+                with self._weights_lock:
+                    dry, target, residual, safe = self._pending_weights
+                    self._pending_weights = None
+                glide_to(dry, target, residual, self._mix)
+                state.settings[0] = safe
+            self.engine.process(self._hop_in, self._target)
+            delay_hop(self._hop_in, self._dry, self._dry_line, self._dry_position)
+            mix_hop(self._dry, self._target, self._mixed, self._mix)
+            if not ring_write(self._mixed, state.output_ring):
+                # Only when the callback stopped reading: drop rather than block.
+                pass
+            self._timings[self._hops % TIMING_SLOTS] = time.perf_counter_ns() - start
+            self._hops += 1
+            ran += 1
+        return ran
+
+    def start(self) -> None:
+        if not self.threaded or self._running:
+            return
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._running = True
+        self._thread = threading.Thread(target=self._work, name="samstream-worker", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while self._running:
+            ready, _, _ = select.select([self._wake_read], [], [], 0.05)
+            if ready:
+                os.read(self._wake_read, 4096)
+            self.pump()
+
+    def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        os.write(self._wake_write, b"\0")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    # reporting ----------------------------------------------------------------------
+
+    def stream_samples(self) -> int:
+        return int(self._callback.counters[PUSHED]) if self.channels else 0
+
+    def stats(self) -> LiveStats:
+        count = min(self._hops, TIMING_SLOTS)
+        times = self._timings[:count] / 1e6 if count else np.zeros(1)
+        tallies = self._callback.tallies
+        return LiveStats(
+            hops=self._hops, misses=int(self._callback.counters[MISSES]),
+            non_finite_samples=int(tallies[NON_FINITE]),
+            clipped_samples=int(tallies[CLIPPED] + self._callback.counters[CLIPPED_IN]),
+            stream_samples=self.stream_samples(),
+            hop_ms_p50=float(np.percentile(times, 50)), hop_ms_p99=float(np.percentile(times, 99)),
+            hop_ms_max=float(times.max()))
+
+    def meters_db(self) -> dict[str, float]:
+        """Smoothed levels in dBFS (RMS): input, target, residual, output."""
+        levels = 10.0 * np.log10(np.maximum(self._mix.meters, 1e-12))
+        return {name: float(round(level, 2)) for name, level in zip(("input", "target", "residual", "output"),
+                                                                    levels, strict=True)}
