@@ -7,8 +7,10 @@ out instead, with a continuity correction that fades the last output sample's of
 away (no step at the switch), and the late samples are skipped when they arrive so the
 stream never slips. Coming back, the model's output is faded in over one block.
 
-The worker mixes (dry, target, residual) with weights that glide between the old and the
-new setting on an equal-power curve, so mode, mix, gain and bypass changes never click.
+The worker mixes (dry, target, residual) with weights that glide linearly from the old
+setting to the new one, so mode, mix, gain and bypass changes never click. Linear, not
+equal-power: the outputs before and after share the same sources (they are correlated),
+and an equal-power curve would lift a mix change by up to 3 dB halfway.
 """
 from __future__ import annotations
 
@@ -175,9 +177,9 @@ def glide_to(dry, target, residual, state):
     """Start gliding from where the mix is now towards new weights."""
     weights = state.weights
     if state.position[0] < state.n_fade:
-        angle = 0.5 * pi * state.position[0] / state.n_fade
+        share = state.position[0] / state.n_fade
         for k in range(3):
-            weights[0, k] = weights[0, k] * cos(angle) + weights[1, k] * sin(angle)
+            weights[0, k] = weights[0, k] * (1.0 - share) + weights[1, k] * share
     else:
         for k in range(3):
             weights[0, k] = weights[1, k]
@@ -200,11 +202,10 @@ def mix_hop(dry_hop, target_hop, out_hop, state):
         if position >= n_fade:
             w_dry, w_target, w_residual = weights[1, 0], weights[1, 1], weights[1, 2]
         else:
-            angle = 0.5 * pi * position / n_fade
-            c, s = cos(angle), sin(angle)
-            w_dry = weights[0, 0] * c + weights[1, 0] * s
-            w_target = weights[0, 1] * c + weights[1, 1] * s
-            w_residual = weights[0, 2] * c + weights[1, 2] * s
+            share = position / n_fade
+            w_dry = weights[0, 0] * (1.0 - share) + weights[1, 0] * share
+            w_target = weights[0, 1] * (1.0 - share) + weights[1, 1] * share
+            w_residual = weights[0, 2] * (1.0 - share) + weights[1, 2] * share
         for channel in range(channels):
             dry = dry_hop[channel, index]
             target = target_hop[channel, index]

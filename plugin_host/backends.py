@@ -59,6 +59,7 @@ class FileBackend:
         source[:, :length] = self.signal
         output = np.zeros((channels, total), np.float32)
         taps = np.zeros((2 * channels, total), np.float32)
+        bridge.settle()
         started = time.perf_counter()
         done = 0
         for start in range(0, total, block):

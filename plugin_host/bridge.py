@@ -128,7 +128,14 @@ class LiveBridge:
         if self._prompt_thread is not None:
             self._prompt_jobs.put(None)
             self._prompt_thread.join(timeout=5)
+            # The sentinel was taken but never marked done.
+            self._prompt_jobs.task_done()
             self._prompt_thread = None
+
+    def settle(self) -> None:
+        """Wait until every prompt change sent so far is encoded and handed to the model."""
+        if self._prompt_thread is not None:
+            self._prompt_jobs.join()
 
     def process(self, block_in: np.ndarray, block_out: np.ndarray, taps_out: np.ndarray | None = None) -> bool:
         """The backend's audio callback hands its (channels, n) float32 block here."""
@@ -213,6 +220,8 @@ class LiveBridge:
                 self._run_prompt_job(job)
             except Exception as error:  # a prompt that fails must not take the stream down
                 self._note(f"prompt refused: {error}")
+            finally:
+                self._prompt_jobs.task_done()
 
     def _run_prompt_job(self, job: tuple) -> None:
         kind = job[0]

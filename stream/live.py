@@ -187,6 +187,9 @@ class LiveProcessor:
         glide_to(1.0, 0.0, 0.0, self._mix)
         mix_hop(self._dry, self._target, self._mixed, self._mix)
         delay_hop(self._hop_in, self._dry, self._dry_line, self._dry_position)
+        self._mix.position[0] = self._mix.n_fade
+        self._mix.meters[:] = 0.0
+        self._dry_line[:] = 0.0
 
     # control side -------------------------------------------------------------------
 
