@@ -92,6 +92,7 @@ class OnnxSeparator:
         self.session = make_session(Path(model_dir) / graphs[self.steps], threads)
         self.lookahead_frames = self.config.transformer.lookahead_frames
         self.keep_target = True
+        self.seed = seed
         self._random = np.random.default_rng(seed)
         self._pending: Prompt | None = Prompt()
         self._applied = Prompt()
@@ -151,6 +152,7 @@ class OnnxSeparator:
         self._fade_left = 0
         self._frame = 0
         self._write_slot = 0
+        self._random = np.random.default_rng(self.seed)  # a new stream draws the same noise
         # A new stream starts from the prompt in force, whether or not a hop has applied it yet.
         with self._prompt_lock:
             self._pending = self._pending or self._applied

@@ -11,6 +11,7 @@ translated by the caller): it is held until the stream reaches that time.
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -271,7 +272,8 @@ class Controller:
     def _commit(self, path: str, values: tuple) -> None:
         target = self.target
         with self._lock:
-            state = self._state
+            # Work on a copy: if the bridge refuses the change, the state stays what it had.
+            state = copy.deepcopy(self._state)
             if path == "/sam/prompt/text":
                 state.text = values[0]
                 target.set_text(values[0])
@@ -306,6 +308,7 @@ class Controller:
                 }[path]
                 state.mix = replace(state.mix, **changes)
                 target.set_mix(state.mix)
+            self._state = state
             snapshot = state.as_dict()
             listeners = list(self._listeners)
         for listener in listeners:
