@@ -37,7 +37,7 @@ setup(
         ],
         "gpu": ["onnxruntime-gpu"],
         "audio": ["pyaudio", "JACK-Client"],
-        "dev": ["pytest", "hypothesis", "ruff", "scipy", "pytest-timeout", "matplotlib"],
+        "dev": ["pytest", "hypothesis", "ruff", "scipy", "pytest-timeout", "matplotlib", "selenium"],
     },
     entry_points={"console_scripts": ["samstream=samstream.plugin_host.cli:main"]},
 )

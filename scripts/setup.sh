@@ -11,7 +11,7 @@ profile="${1:-test}"
 
 apt_packages=(jackd2 liblo-tools portaudio19-dev)
 # The tests render small corpora of their own: speech, instruments and drums.
-[ "$profile" = test ] && apt_packages+=(espeak-ng sox fluidsynth fluid-soundfont-gm hydrogen-drumkits)
+[ "$profile" = test ] && apt_packages+=(espeak-ng sox fluidsynth fluid-soundfont-gm hydrogen-drumkits chromium chromium-driver)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
