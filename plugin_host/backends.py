@@ -111,7 +111,9 @@ class JackBackend:
         self._out = np.zeros((channels, self.block), np.float32)
         self.client.set_process_callback(self._process)
         self.client.set_xrun_callback(self._xrun)
-        self.client.set_latency_callback(self._latency)
+        from .jack_latency import LatencyPublisher
+        self.latency_publisher = LatencyPublisher(self.client, self.inports, self.outports,
+                                                  lambda: self.bridge.latency_samples)
         self.client.set_blocksize_callback(self._blocksize)
         bridge.backend_name = self.name
 
@@ -119,6 +121,7 @@ class JackBackend:
         self.bridge.configure(self.channels)
         self.bridge.start()
         self.client.activate()
+        self.latency_publisher.recompute()
         if self.connect:
             capture = self.client.get_ports(is_physical=True, is_output=True, is_audio=True)
             playback = self.client.get_ports(is_physical=True, is_input=True, is_audio=True)
@@ -141,24 +144,6 @@ class JackBackend:
     def _blocksize(self, blocksize: int) -> None:
         if blocksize != self.block:
             self.bridge._note(f"JACK period changed to {blocksize}; restart samstream to keep the latency exact")
-
-    def _latency(self, mode) -> None:
-        import jack
-        latency = self.bridge.latency_samples
-        if mode == jack.CAPTURE:
-            low, high = self._extremes([port.get_latency_range(jack.CAPTURE) for port in self.inports])
-            for port in self.outports:
-                port.set_latency_range(jack.CAPTURE, (low + latency, high + latency))
-        else:
-            low, high = self._extremes([port.get_latency_range(jack.PLAYBACK) for port in self.outports])
-            for port in self.inports:
-                port.set_latency_range(jack.PLAYBACK, (low + latency, high + latency))
-
-    @staticmethod
-    def _extremes(ranges) -> tuple[int, int]:
-        if not ranges:
-            return 0, 0
-        return min(low for low, _ in ranges), max(high for _, high in ranges)
 
     def request_stop(self) -> None:
         pass

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
-from samstream.models.separate import separate
+from samstream.models.separate import change_rate, separate
 from samstream.models.text_encoder import TextEncoder
 from samstream.plugin_host.audio_files import read_audio
 from samstream.plugin_host.backends import FileBackend
@@ -165,8 +166,6 @@ def test_steps_switch_to_the_two_step_graph(encoder, example):
 def test_file_backend_writes_aligned_outputs_at_the_file_rate(tmp_path, encoder):
     signal, _ = read_audio(EXAMPLE)
     path = tmp_path / "in44.wav"
-    import soundfile
-    from samstream.models.separate import change_rate
     soundfile.write(path, change_rate(signal, 48000, 44100).T, 44100)
     bridge = LiveBridge(threaded=False, host_block=BLOCK, text_encoder=encoder)
     backend = FileBackend(bridge, path, tmp_path / "out")

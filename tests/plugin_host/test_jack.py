@@ -1,0 +1,286 @@
+"""`samstream serve --backend jack` on a real `jackd -d dummy` server, driven by real JACK and OSC clients."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from pythonosc import osc_message_builder
+from pythonosc.osc_message import OscMessage
+
+from tests.plugin_host.conftest import free_port
+from tests.plugin_host.jack_server import PERIOD, dummy_jack
+
+jack = pytest.importorskip("jack")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jackd with the dummy driver is run as root here")
+
+
+@pytest.fixture(scope="module")
+def jack_env():
+    name = f"samstream-test-{os.getpid()}"
+    with dummy_jack(name) as environment:
+        yield name, environment
+
+
+class OscProbe:
+    """A raw UDP OSC client that can read replies."""
+
+    def __init__(self, port: int):
+        self.address = ("127.0.0.1", port)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(5)
+
+    def send(self, path: str, *args) -> None:
+        builder = osc_message_builder.OscMessageBuilder(address=path)
+        for value in args:
+            builder.add_arg(value)
+        self.socket.sendto(builder.build().dgram, self.address)
+
+    def ask(self, path: str) -> dict:
+        self.send(path)
+        while True:
+            message = OscMessage(self.socket.recvfrom(65536)[0])
+            if message.address == path:
+                values = message.params
+                return dict(zip(values[0::2], values[1::2], strict=True))
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.fixture(scope="module")
+def served(jack_env):
+    """`samstream serve --backend jack` running on the dummy server, with its OSC port."""
+    name, environment = jack_env
+    osc_port, ws_port = free_port(socket.SOCK_DGRAM), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "jack",
+                                "--channels", "1", "--client-name", "samstream", "--osc-port", str(osc_port),
+                                "--ws-port", str(ws_port)],
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if "latency" not in line:
+        process.kill()
+        raise AssertionError(f"serve did not start: {line}{process.stderr.read()[-2000:]}")
+    probe = OscProbe(osc_port)
+    try:
+        yield {"process": process, "osc": probe, "env": environment, "server": name, "ws_port": ws_port,
+               "banner": line}
+    finally:
+        probe.close()
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err[-2000:]
+        assert "stopped after" in out
+
+
+def test_ports_publish_the_reported_latency(served):
+    status = served["osc"].ask("/sam/status")
+    latency = status["latency_samples"]
+    assert f"latency {latency} samples" in served["banner"]
+    listing = subprocess.run(["jack_lsp", "-s", served["server"], "-l", "samstream"], env=served["env"],
+                             capture_output=True, text=True, check=True).stdout
+    out_block = listing.split("samstream:out_1", 1)[1]
+    assert f"capture latency = [ {latency} {latency} ]" in out_block, listing
+    in_block = listing.split("samstream:in_1", 1)[1].split("samstream:out_1", 1)[0]
+    assert f"playback latency = [ {latency} {latency} ]" in in_block, listing
+
+
+class ImpulseRig:
+    """Two JACK clients around samstream: one sends clicks, one hears them, both note frame times."""
+
+    def __init__(self, server: str, signal_kind: str = "impulse"):
+        self.source = jack.Client("probe-source", servername=server)
+        self.sink = jack.Client("probe-sink", servername=server)
+        self.out = self.source.outports.register("out")
+        self.inp = self.sink.inports.register("in")
+        self.kind = signal_kind
+        self.sent: list[int] = []
+        self.heard: list[int] = []
+        self.cycles = 0
+        self.source.set_process_callback(self._send)
+        self.sink.set_process_callback(self._hear)
+        self.noise = np.random.default_rng(0).standard_normal(48000 * 4).astype(np.float32) * 0.1
+        self.recorded = np.zeros(48000 * 4, np.float32)
+        self.start_frame = None
+
+    def _send(self, frames: int) -> None:
+        buffer = self.out.get_array()
+        buffer[:] = 0.0
+        self.cycles += 1
+        if self.cycles % 100 == 50:
+            buffer[7] = 0.9
+            self.sent.append(self.source.last_frame_time + 7)
+
+    def _hear(self, frames: int) -> None:
+        buffer = self.inp.get_array()
+        peak = int(np.argmax(np.abs(buffer)))
+        if abs(buffer[peak]) > 0.5:
+            self.heard.append(self.sink.last_frame_time + peak)
+
+    def __enter__(self):
+        self.source.activate()
+        self.sink.activate()
+        self.source.connect(self.out, "samstream:in_1")
+        self.sink.connect("samstream:out_1", self.inp)
+        return self
+
+    def __exit__(self, *exc):
+        for client in (self.source, self.sink):
+            client.deactivate()
+            client.close()
+
+
+def delays(rig: ImpulseRig) -> list[int]:
+    return [min((h - s for h in rig.heard if h >= s), default=-1) for s in rig.sent]
+
+
+def test_impulse_through_jack_comes_out_at_exactly_the_reported_latency(served):
+    latency = served["osc"].ask("/sam/status")["latency_samples"]
+    with ImpulseRig(served["server"]) as rig:
+        deadline = time.monotonic() + 20
+        while len(rig.sent) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)
+    measured = delays(rig)[:-1]
+    assert len(measured) >= 3
+    assert all(delay == latency for delay in measured), (measured, latency)
+
+
+def test_jack_iodelay_measures_the_latency_plus_the_period_in_bypass(served):
+    """`jack_iodelay` looped through the bridge: DESIGN.md's cross-check with JACK's own tool."""
+    latency = served["osc"].ask("/sam/status")["latency_samples"]
+    served["osc"].send("/sam/bypass", 1)
+    environment = served["env"]
+    tool = subprocess.Popen(["jack_iodelay"], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        for _ in range(100):
+            ports = subprocess.run(["jack_lsp", "-s", served["server"]], env=environment, capture_output=True,
+                                   text=True).stdout
+            if "jack_delay:out" in ports:
+                break
+            time.sleep(0.1)
+        subprocess.run(["jack_connect", "-s", served["server"], "jack_delay:out", "samstream:in_1"], env=environment,
+                       check=True)
+        subprocess.run(["jack_connect", "-s", served["server"], "samstream:out_1", "jack_delay:in"], env=environment,
+                       check=True)
+        lines = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = tool.stdout.readline()
+            lines.append(line)
+            readings = [entry for entry in lines if "total roundtrip latency" in entry
+                        and float(entry.split("frames")[0].split()[-1]) > 0]
+            if len(readings) >= 3:
+                break
+    finally:
+        tool.terminate()
+        tool.wait(timeout=10)
+        served["osc"].send("/sam/bypass", 0)
+    measured = [line for line in lines if "total roundtrip latency" in line]
+    assert measured, "".join(lines[-10:])
+    frames = float(measured[-1].split("frames")[0].split()[-1])
+    # jack_iodelay adds one period of its own; its figure carries an extra fractional estimate.
+    assert abs(frames - (latency + PERIOD)) < 2, (measured[-1], latency)
+
+
+def test_osc_prompt_over_oscsend_reaches_the_running_stream(served):
+    osc = served["osc"]
+    port = osc.address[1]
+    subprocess.run(["oscsend", "127.0.0.1", str(port), "/sam/prompt/text", "s", "speech"], check=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = osc.ask("/sam/status")
+        if "speech" in status["prompt"]:
+            break
+        time.sleep(0.1)
+    assert "speech" in status["prompt"]
+    hops_before = status["hops"]
+    time.sleep(0.3)
+    assert osc.ask("/sam/status")["hops"] > hops_before, "audio keeps flowing"
+    subprocess.run(["oscsend", "127.0.0.1", str(port), "/sam/prompt/clear"], check=True)
+
+
+def test_garbage_floods_are_refused_while_audio_keeps_flowing(served):
+    osc = served["osc"]
+    before = osc.ask("/sam/status")
+    state_before = osc.ask("/sam/state")
+    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    generator = np.random.default_rng(1)
+    sent_at = time.monotonic()
+    for index in range(3000):
+        kind = index % 4
+        if kind == 0:
+            junk.sendto(generator.bytes(int(generator.integers(1, 400))), osc.address)
+        elif kind == 1:
+            junk.sendto(b"/sam/mix\x00\x00\x00\x00,s\x00\x00loud\x00\x00\x00\x00", osc.address)
+        elif kind == 2:
+            junk.sendto(b"/sam/nothing\x00\x00\x00\x00,\x00\x00\x00", osc.address)
+        else:
+            junk.sendto(b"{not osc at all}", osc.address)
+    junk.close()
+    flood_seconds = time.monotonic() - sent_at
+    time.sleep(0.5)
+    after = osc.ask("/sam/status")
+    assert osc.ask("/sam/state") == state_before
+    assert after["hops"] > before["hops"]
+    assert after["xruns"] == before["xruns"], f"flood of 3000 datagrams in {flood_seconds:.2f} s caused an xrun"
+
+
+def test_status_reports_what_users_need(served):
+    status = served["osc"].ask("/sam/status")
+    for key in ("latency_ms", "xruns", "misses", "rtf", "prompt", "confidence"):
+        assert key in status
+    assert status["backend"] == "jack" and status["sample_rate"] == 48000
+
+
+def test_pyaudio_on_jacks_host_api_streams_through_the_bridge(jack_env):
+    """The PortAudio backend on the JACK host API: real pyaudio, real ports, audio through the model path."""
+    pyaudio = pytest.importorskip("pyaudio")
+    name, environment = jack_env
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    from samstream.plugin_host.backends import PortAudioBackend
+    from samstream.plugin_host.bridge import LiveBridge
+    audio = pyaudio.PyAudio()
+    apis = [audio.get_host_api_info_by_index(i)["name"] for i in range(audio.get_host_api_count())]
+    audio.terminate()
+    assert any("JACK" in api for api in apis), apis
+    bridge = LiveBridge(host_block=PERIOD)
+    backend = PortAudioBackend(bridge, channels=1, block=PERIOD)
+    backend.start()
+    try:
+        time.sleep(1.0)
+        clients = subprocess.run(["jack_lsp", "-s", name], env=environment, capture_output=True, text=True).stdout
+        assert "PortAudio" in clients or "python" in clients.lower(), clients
+        status = bridge.status()
+        assert status["hops"] > 100, status
+        assert status["backend"] == "portaudio"
+    finally:
+        backend.close()
+
+
+def test_serve_without_a_jack_server_says_so():
+    environment = {**os.environ, "JACK_DEFAULT_SERVER": "no-such-server-here"}
+    result = subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "jack",
+                             "--no-control"], env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "no JACK server is running" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_ends_serve_cleanly(jack_env):
+    _, environment = jack_env
+    process = subprocess.Popen([sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "jack",
+                                "--channels", "2", "--client-name", "samstream-term", "--no-control"],
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "latency" in process.stdout.readline()
+    stopper = threading.Timer(0.5, process.terminate)
+    stopper.start()
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "stopped after" in out
