@@ -108,7 +108,8 @@ def run(arguments: argparse.Namespace) -> int:
               f"{bridge.sample_rate} Hz, latency {latency['latency_samples']} samples "
               f"({latency['latency_ms']:.2f} ms)" + ("" if arguments.no_control else
                                                       f", OSC udp://{arguments.host}:{arguments.osc_port}, "
-                                                      f"control page http://{arguments.host}:{arguments.ws_port}/"),
+                                                      f"control page http://{arguments.host}:{arguments.ws_port}/"
+                                                      + (f"?token={arguments.token}" if arguments.token else "")),
               flush=True)
         if arguments.backend == "file":
             summary = backend.run()
