@@ -29,7 +29,8 @@ MISSING = 2  # 1 while the safe output is playing
 PUSHED = 3  # samples that entered the stream
 DRY_WRITE = 4  # delay-line write position
 NON_FINITE_IN = 5
-CLIPPED_IN = 6
+FIRST_MISS = 6  # stream sample of the first miss, -1 before any
+LAST_MISS = 7  # stream sample of the latest miss
 
 
 class CallbackState(NamedTuple):
@@ -55,7 +56,7 @@ def make_callback_state(channels: int, max_block: int, hop: int, latency: int, p
         dry_block=np.zeros((channels, max_block), np.float32),
         wet_block=np.zeros((3 * channels, max_block), np.float32),
         last_output=np.zeros(channels, np.float32),
-        counters=np.zeros(8, np.int64),
+        counters=np.array([0, 0, 0, 0, 0, 0, -1, -1], np.int64),
         tallies=np.zeros(4, np.int64),
         settings=np.array([1.0, input_limit]),
         latency=latency,
@@ -150,6 +151,9 @@ def callback_pull(block_out, taps_out, state):
         counters[OWED] += count
         counters[MISSES] += 1
         counters[MISSING] = 1
+        if counters[FIRST_MISS] < 0:
+            counters[FIRST_MISS] = counters[PUSHED]
+        counters[LAST_MISS] = counters[PUSHED]
         missed = True
     if count > 0:
         for channel in range(channels):
@@ -244,3 +248,18 @@ def delay_hop(hop_in, hop_out, line, position):
                 line[channel, slot] = hop_in[channel, index]
     if delay > 0:
         position[0] = (start + hop) % delay
+
+
+@njit(cache=True)
+def record_history(hop_in, history, written):
+    """Append the channels' mean of ``hop_in`` to the mono ring ``history`` (power-of-two size)."""
+    channels, hop = hop_in.shape
+    mask = history.shape[0] - 1
+    start = written[0]
+    scale = 1.0 / channels
+    for index in range(hop):
+        total = 0.0
+        for channel in range(channels):
+            total += hop_in[channel, index]
+        history[(start + index) & mask] = total * scale
+    written[0] = start + hop

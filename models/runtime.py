@@ -157,6 +157,18 @@ class OnnxSeparator:
         with self._prompt_lock:
             self._pending = self._pending or self._applied
 
+    def reset(self) -> None:
+        """A silent history and empty caches, on the buffers already bound (nothing re-planned)."""
+        for name in ("key_cache", "value_cache", "seen", "ages"):
+            self.buffers[name][...] = 0
+        for mask in (self._last_mask, self._fade_from, self._blended):
+            mask[...] = 1.0
+        self._history[...] = 0
+        self._frame = 0
+        self._write_slot = 0
+        self._fade_left = 0
+        self._random = np.random.default_rng(self.seed)
+
     def _take_prompt(self) -> None:
         with self._prompt_lock:
             prompt, self._pending = self._pending, None

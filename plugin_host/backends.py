@@ -42,9 +42,12 @@ class FileBackend:
         self.done = threading.Event()
         bridge.backend_name = self.name
 
-    def start(self) -> None:
+    def prepare(self) -> None:
         self.bridge.configure(self.channels)
         self.bridge.start()
+
+    def start(self) -> None:
+        """Nothing to open: ``run`` streams the file."""
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -117,9 +120,11 @@ class JackBackend:
         self.client.set_blocksize_callback(self._blocksize)
         bridge.backend_name = self.name
 
-    def start(self) -> None:
+    def prepare(self) -> None:
         self.bridge.configure(self.channels)
         self.bridge.start()
+
+    def start(self) -> None:
         self.client.activate()
         self.latency_publisher.recompute()
         if self.connect:
@@ -139,7 +144,7 @@ class JackBackend:
             port.get_array()[:] = outgoing[channel, :frames]
 
     def _xrun(self, delay: float) -> None:
-        self.bridge.xruns += 1
+        self.bridge.count_xrun(delay)
 
     def _blocksize(self, blocksize: int) -> None:
         if blocksize != self.block:
@@ -200,10 +205,12 @@ class PortAudioBackend:
         bridge.backend_name = self.name
         self.stream = None
 
-    def start(self) -> None:
-        pyaudio = self._pyaudio
+    def prepare(self) -> None:
         self.bridge.configure(self.channels)
         self.bridge.start()
+
+    def start(self) -> None:
+        pyaudio = self._pyaudio
         self.stream = self.audio.open(format=pyaudio.paFloat32, channels=self.channels,
                                       rate=self.bridge.sample_rate, input=True, output=True,
                                       input_device_index=self.device, output_device_index=self.device,
@@ -212,7 +219,7 @@ class PortAudioBackend:
 
     def _callback(self, in_data, frame_count, time_info, status):
         if status:
-            self.bridge.xruns += 1
+            self.bridge.count_xrun(0.0)
         incoming = np.frombuffer(in_data, dtype=np.float32).reshape(frame_count, self.channels)
         outgoing = self._out[:frame_count]
         self.bridge.process(incoming.T, outgoing.T)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samstream.kernels.live import record_history
 from samstream.models.config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
 from samstream.models.runtime import OnnxSeparator, Prompt, compressed_frames, load_serving_config
 from samstream.stream.engine import ConfigurationError, StftEngine
@@ -24,6 +25,7 @@ from .control import Controller, MixSettings
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 HISTORY_SECONDS = 30.0
+WARMUP_FRAMES = 16
 
 
 class StepSwitch:
@@ -47,8 +49,19 @@ class StepSwitch:
             separator.live_anchor = anchor
 
     def configure(self, channels: int, n_bins: int) -> None:
+        # Every graph, not only the active one, runs before audio starts: a later /sam/steps
+        # then costs no first-call planning on the audio path.
+        silence_in = np.zeros((channels, n_bins), np.complex64)
+        silence_out = np.zeros_like(silence_in)
         for separator in self.separators.values():
             separator.configure(channels, n_bins)
+            for _ in range(WARMUP_FRAMES):
+                separator.process(silence_in, silence_out)
+            separator.reset()
+
+    def reset(self) -> None:
+        for separator in self.separators.values():
+            separator.reset()
 
     def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None:
         if self._next is not None:
@@ -92,10 +105,13 @@ class LiveBridge:
         self._prompt_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.xruns = 0
+        self.last_xrun: tuple[float, float] | None = None  # (stream seconds, delay in microseconds)
         self.backend_name = ""
         self.notes: list[str] = []
-        self.prompt_applied_at: float | None = None  # perf_counter of the hop that took the last prompt
+        self._prompt_requested_at: float | None = None
         self._prompt_sent_at: float | None = None
+        # From a text prompt's arrival to the first hop that runs with it (encoding included).
+        self.prompt_switch_ms: float | None = None
 
     # stream --------------------------------------------------------------------------
 
@@ -111,7 +127,9 @@ class LiveBridge:
         rate = sample_rate or self.sample_rate
         self.processor.configure(rate, channels)
         self._history = np.zeros(1 << int(HISTORY_SECONDS * rate).bit_length(), np.float32)
-        self._history_written = 0
+        self._history_count = np.zeros(1, np.int64)
+        record_history(np.zeros((channels, 4), np.float32), self._history, self._history_count)
+        self._history_count[0] = 0
         self._apply_weights()
 
     def start(self) -> None:
@@ -152,16 +170,17 @@ class LiveBridge:
                 if first <= stream_sample < stop:
                     anchor = sign
         self.model.set_live_anchor(anchor)
-        hop_in = self.processor._hop_in
-        history = self._history
-        mask = history.shape[0] - 1
-        position = self._history_written
-        index = (position + np.arange(hop_in.shape[1])) & mask
-        history[index] = hop_in.mean(axis=0)
-        self._history_written = position + hop_in.shape[1]
+        record_history(self.processor.current_hop, self._history, self._history_count)
         if self._prompt_sent_at is not None and not self.model.active.prompt_pending:
-            self.prompt_applied_at = time.perf_counter()
+            if self._prompt_requested_at is not None:
+                self.prompt_switch_ms = 1000.0 * (time.perf_counter() - self._prompt_requested_at)
+                self._prompt_requested_at = None
             self._prompt_sent_at = None
+
+    def count_xrun(self, delay_us: float) -> None:
+        """From the backend's xrun callback: counted with the stream time it happened at."""
+        self.xruns += 1
+        self.last_xrun = (round(self.stream_seconds(), 3), round(float(delay_us), 1))
 
     def stream_seconds(self) -> float:
         return self.processor.stream_samples() / self.processor.sample_rate if self.processor.sample_rate else 0.0
@@ -178,6 +197,7 @@ class LiveBridge:
         self.processor.set_weights(dry, target, residual, dry + target + residual)
 
     def set_text(self, text: str) -> None:
+        self._prompt_requested_at = time.perf_counter()
         self._prompt_jobs.put(("text", text))
 
     def set_steps(self, steps: int) -> None:
@@ -238,10 +258,10 @@ class LiveBridge:
 
     def _example_from_history(self, first: int, stop: int) -> np.ndarray | None:
         # A span reaching into the future is taken when the stream has passed its end.
-        while self._history_written < stop and self.processor._running:
+        while int(self._history_count[0]) < stop and self.processor.running:
             time.sleep(0.01)
-        oldest = self._history_written - self._history.shape[0]
-        first, stop = max(first, oldest, 0), min(stop, self._history_written)
+        oldest = int(self._history_count[0]) - self._history.shape[0]
+        first, stop = max(first, oldest, 0), min(stop, int(self._history_count[0]))
         if stop - first < self.config.stft.n_fft:
             self._note("span too short or too old to take an example from (kept the previous example)")
             return self._example
@@ -274,8 +294,14 @@ class LiveBridge:
             "latency_ms": round(self.processor.latency_ms, 3),
             "latency_samples": self.latency_samples,
             "safety_samples": self.processor.safety,
+            "worker_realtime": self.processor.realtime_priority,
             "xruns": self.xruns,
+            "last_xrun": list(self.last_xrun) if self.last_xrun else None,
             "misses": stats.misses,
+            "first_miss_seconds": round(stats.first_miss_sample / self.processor.sample_rate, 3)
+            if stats.first_miss_sample >= 0 else None,
+            "last_miss_seconds": round(stats.last_miss_sample / self.processor.sample_rate, 3)
+            if stats.last_miss_sample >= 0 else None,
             "rtf": round(stats.hop_ms_p50 / hop_ms, 4) if hop_ms else 0.0,
             "hop_ms_p50": round(stats.hop_ms_p50, 3),
             "hop_ms_p99": round(stats.hop_ms_p99, 3),
@@ -288,6 +314,8 @@ class LiveBridge:
             "note": "no prompt: audio passes through" if not prompt else "",
             "notes": list(self.notes),
             "confidence": None,
+            "prompt_switch_ms": None if self.prompt_switch_ms is None else round(self.prompt_switch_ms, 2),
+            "crossfade_ms": self.processor.crossfade_ms,
             "steps": self.model.active.steps,
             "mode": self._mix.mode,
             "backend": self.backend_name,

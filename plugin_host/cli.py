@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; writes report.md and results.json")
     bench.add_argument("--kernels", action="store_true", help="per-block cost of the DSP kernels and rings")
+    bench.add_argument("--live", action="store_true", help="the live bridge on a JACK dummy server, measured")
+    bench.add_argument("--model", help="--live: model folder (default: the bundled model)")
+    bench.add_argument("--steps", type=int, help="--live: flow steps per hop")
     bench.add_argument("--out", default="bench_out", help="folder for the report (default: bench_out)")
     bench.add_argument("--seconds", type=float, default=1.0, help="time budget per measured case")
     separate_cli.register(commands)
@@ -46,12 +49,16 @@ def run(arguments: argparse.Namespace) -> int:
         from .demo import run_demo
         run_demo(arguments.input, arguments.out)
     elif arguments.command == "bench":
-        if not arguments.kernels:
-            raise ValueError("choose what to benchmark: --kernels")
+        if not (arguments.kernels or arguments.live):
+            raise ValueError("choose what to benchmark: --kernels or --live")
         if not arguments.seconds > 0:
             raise ValueError(f"--seconds must be positive, got {arguments.seconds}")
-        from .bench_kernels import run_kernel_bench
-        run_kernel_bench(arguments.out, arguments.seconds)
+        if arguments.kernels:
+            from .bench_kernels import run_kernel_bench
+            run_kernel_bench(arguments.out, arguments.seconds)
+        if arguments.live:
+            from .bench_live import run_live_bench
+            run_live_bench(arguments.out, arguments.seconds, arguments.model, arguments.steps)
     elif arguments.command == "separate":
         return separate_cli.run(arguments)
     elif arguments.command == "serve":

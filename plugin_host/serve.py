@@ -71,6 +71,17 @@ def host_block_for(arguments: argparse.Namespace) -> int | None:
     return arguments.block
 
 
+def banner(arguments: argparse.Namespace, backend, bridge: LiveBridge, servers: list) -> str:
+    status = bridge.status()
+    line = (f"samstream serve: {backend.name} backend, {bridge.processor.channels} channel(s) at "
+            f"{bridge.sample_rate} Hz, latency {status['latency_samples']} samples ({status['latency_ms']:.2f} ms)")
+    if servers:
+        osc, web = servers
+        token = f"?token={arguments.token}" if arguments.token else ""
+        line += f", OSC udp://{arguments.host}:{osc.port}, control page http://{arguments.host}:{web.port}/{token}"
+    return line
+
+
 def run(arguments: argparse.Namespace) -> int:
     if not arguments.no_control:
         check_bind(arguments.host, arguments.token)
@@ -92,10 +103,13 @@ def run(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        backend.start()
+        # Everything that takes the interpreter lock for long (imports, the first prompt's
+        # encoding, server start-up) happens before the audio callbacks begin.
+        backend.prepare()
         bridge.controller.apply("/sam/mode", [arguments.mode])
         if arguments.text:
             bridge.controller.apply("/sam/prompt/text", [arguments.text])
+        bridge.settle()
         if not arguments.no_control:
             from .osc_server import OscServer
             from .ws_server import WebSocketServer
@@ -103,14 +117,8 @@ def run(arguments: argparse.Namespace) -> int:
                        WebSocketServer(bridge.controller, arguments.host, arguments.ws_port, arguments.token)]
             for server in servers:
                 server.start()
-        latency = bridge.status()
-        print(f"samstream serve: {backend.name} backend, {bridge.processor.channels} channel(s) at "
-              f"{bridge.sample_rate} Hz, latency {latency['latency_samples']} samples "
-              f"({latency['latency_ms']:.2f} ms)" + ("" if arguments.no_control else
-                                                      f", OSC udp://{arguments.host}:{arguments.osc_port}, "
-                                                      f"control page http://{arguments.host}:{arguments.ws_port}/"
-                                                      + (f"?token={arguments.token}" if arguments.token else "")),
-              flush=True)
+        backend.start()
+        print(banner(arguments, backend, bridge, servers), flush=True)
         if arguments.backend == "file":
             summary = backend.run()
             print(f"samstream serve: wrote {arguments.out}/output.wav, target.wav, residual.wav "

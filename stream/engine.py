@@ -62,6 +62,10 @@ class Engine(ABC):
     def process(self, hop_in: np.ndarray, hop_out: np.ndarray) -> None:
         """Turn hop_in (channels, hop) into hop_out (channels, hop); never allocates."""
 
+    def reset(self) -> None:
+        """Silence the history in place, keeping every buffer (and what a runtime planned on them)."""
+        self.configure(self.sample_rate, self.max_block, self.channels)
+
     def _check_hop(self, hop_in: np.ndarray, hop_out: np.ndarray) -> None:
         assert hop_in.shape == hop_out.shape == (self.channels, self.hop), (hop_in.shape, hop_out.shape)
         assert hop_in.dtype == hop_out.dtype == np.float32, (hop_in.dtype, hop_out.dtype)
@@ -82,7 +86,7 @@ class PassThroughEngine(Engine):
 
     def configure(self, sample_rate: int, max_block: int, channels: int) -> None:
         check_stream_parameters(sample_rate, max_block, channels, self.supported_sample_rates)
-        self.channels = channels
+        self.sample_rate, self.max_block, self.channels = sample_rate, max_block, channels
 
     def process(self, hop_in: np.ndarray, hop_out: np.ndarray) -> None:
         if debug.CHECKS:
@@ -97,6 +101,8 @@ class SpectralModel(Protocol):
 
     def configure(self, channels: int, n_bins: int) -> None: ...
 
+    def reset(self) -> None: ...
+
     def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None: ...
 
 
@@ -106,6 +112,9 @@ class PassThroughModel:
     lookahead_frames = 0
 
     def configure(self, channels: int, n_bins: int) -> None:
+        pass
+
+    def reset(self) -> None:
         pass
 
     def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None:
@@ -137,12 +146,18 @@ class StftEngine(Engine):
 
     def configure(self, sample_rate: int, max_block: int, channels: int) -> None:
         check_stream_parameters(sample_rate, max_block, channels, self.supported_sample_rates)
-        self.channels = channels
+        self.sample_rate, self.max_block, self.channels = sample_rate, max_block, channels
         self._analysis = make_stft_state(self.n_fft, self.hop, channels)
         self._synthesis = make_istft_state(self.n_fft, self.hop, channels)
         self._spectrum_in = np.zeros((channels, self.n_bins), dtype=np.complex64)
         self._spectrum_out = np.zeros((channels, self.n_bins), dtype=np.complex64)
         self.model.configure(channels, self.n_bins)
+
+    def reset(self) -> None:
+        channels = self.channels
+        self._analysis = make_stft_state(self.n_fft, self.hop, channels)
+        self._synthesis = make_istft_state(self.n_fft, self.hop, channels)
+        self.model.reset()
 
     def process(self, hop_in: np.ndarray, hop_out: np.ndarray) -> None:
         if debug.CHECKS:

@@ -27,7 +27,8 @@ from math import gcd
 import numpy as np
 
 from samstream.kernels.live import (
-    CLIPPED_IN,
+    FIRST_MISS,
+    LAST_MISS,
     MISSES,
     PUSHED,
     callback_pull,
@@ -43,7 +44,9 @@ from samstream.kernels.ring import CLIPPED, NON_FINITE, ring_available, ring_rea
 from . import debug
 from .engine import ConfigurationError, Engine
 
-TIMING_SLOTS = 1 << 16
+# Per-hop times kept for the percentiles: the last ~44 s at a 256-sample hop. Few enough
+# that a status request sorts them in well under a hop.
+TIMING_SLOTS = 1 << 13
 WARMUP_HOPS = 96
 DEFAULT_INPUT_LIMIT = 4.0
 
@@ -55,9 +58,25 @@ class LiveStats:
     non_finite_samples: int
     clipped_samples: int
     stream_samples: int
+    first_miss_sample: int  # -1: none yet
+    last_miss_sample: int
     hop_ms_p50: float
     hop_ms_p99: float
     hop_ms_max: float
+
+
+# Below JACK's own real-time threads (JACK's default client priority is about 10 above its
+# base), above everything that runs at normal priority, a training run included.
+WORKER_PRIORITY = 5
+
+
+def raise_priority() -> bool:
+    """Give the calling thread real-time (FIFO) scheduling where the system allows it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(WORKER_PRIORITY))
+    except (AttributeError, PermissionError, OSError):
+        return False
+    return True
 
 
 class LiveProcessor:
@@ -89,6 +108,7 @@ class LiveProcessor:
         self.channels = 0
         self.safety = 0
         self._thread: threading.Thread | None = None
+        self.realtime_priority = False  # whether the worker got real-time scheduling
         self._running = False
         self._pending_weights: tuple[float, float, float, float] | None = None
         self._weights_lock = threading.Lock()
@@ -130,6 +150,7 @@ class LiveProcessor:
         self._no_taps = np.zeros((0, self.max_block), np.float32)
         self._timings = np.zeros(TIMING_SLOTS, np.int64)
         self._hops = 0
+        self._slowest = 0
         self.warmup_ms = self._warm_up()
         self.safety = self._choose_safety()
         self._callback = make_callback_state(channels, self.max_block, hop, self.latency_samples,
@@ -137,8 +158,9 @@ class LiveProcessor:
         n_fade = max(1, round(self.crossfade_ms * sample_rate / 1000))
         self._mix = make_mix_state(n_fade, hop, sample_rate)
         self._touch_kernels()
-        engine.configure(sample_rate, self.max_block, channels)
+        engine.reset()
         self._hops = 0
+        self._slowest = 0
 
     def _warm_up(self) -> np.ndarray:
         """Run the engine on noise so every shape is planned and compiled; return hop times (ms)."""
@@ -240,7 +262,10 @@ class LiveProcessor:
             if not ring_write(self._mixed, state.output_ring):
                 # Only when the callback stopped reading: drop rather than block.
                 pass
-            self._timings[self._hops % TIMING_SLOTS] = time.perf_counter_ns() - start
+            elapsed = time.perf_counter_ns() - start
+            self._timings[self._hops % TIMING_SLOTS] = elapsed
+            if elapsed > self._slowest:
+                self._slowest = elapsed
             self._hops += 1
             ran += 1
         return ran
@@ -255,6 +280,7 @@ class LiveProcessor:
         self._thread.start()
 
     def _work(self) -> None:
+        self.realtime_priority = raise_priority()
         while self._running:
             ready, _, _ = select.select([self._wake_read], [], [], 0.05)
             if ready:
@@ -271,6 +297,15 @@ class LiveProcessor:
         os.close(self._wake_read)
         os.close(self._wake_write)
 
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def current_hop(self) -> np.ndarray:
+        """The hop the worker is running now (valid inside ``hop_hook``)."""
+        return self._hop_in
+
     # reporting ----------------------------------------------------------------------
 
     def stream_samples(self) -> int:
@@ -283,10 +318,12 @@ class LiveProcessor:
         return LiveStats(
             hops=self._hops, misses=int(self._callback.counters[MISSES]),
             non_finite_samples=int(tallies[NON_FINITE]),
-            clipped_samples=int(tallies[CLIPPED] + self._callback.counters[CLIPPED_IN]),
+            clipped_samples=int(tallies[CLIPPED]),
+            first_miss_sample=int(self._callback.counters[FIRST_MISS]),
+            last_miss_sample=int(self._callback.counters[LAST_MISS]),
             stream_samples=self.stream_samples(),
             hop_ms_p50=float(np.percentile(times, 50)), hop_ms_p99=float(np.percentile(times, 99)),
-            hop_ms_max=float(times.max()))
+            hop_ms_max=self._slowest / 1e6)
 
     def meters_db(self) -> dict[str, float]:
         """Smoothed levels in dBFS (RMS): input, target, residual, output."""

@@ -169,7 +169,7 @@ def test_file_backend_writes_aligned_outputs_at_the_file_rate(tmp_path, encoder)
     soundfile.write(path, change_rate(signal, 48000, 44100).T, 44100)
     bridge = LiveBridge(threaded=False, host_block=BLOCK, text_encoder=encoder)
     backend = FileBackend(bridge, path, tmp_path / "out")
-    backend.start()
+    backend.prepare()
     bridge.controller.apply("/sam/prompt/text", ["mains hum"])
     summary = backend.run()
     assert summary["complete"]

@@ -100,6 +100,9 @@ class StallingEngine(Engine):
         self.channels = channels
         self.calls = 0
 
+    def reset(self):
+        self.calls = 0
+
     def process(self, hop_in, hop_out):
         if self.armed and self.calls in self.stall_hops:
             time.sleep(self.stall_seconds)

@@ -1,4 +1,4 @@
-"""A real JACK server for the tests: `jackd -d dummy` at 48 kHz, 128-frame periods, under its own name."""
+"""A JACK server of our own: `jackd -d dummy` at 48 kHz, 128-frame periods, under its own name (tests, bench)."""
 from __future__ import annotations
 
 import os
