@@ -60,10 +60,10 @@ class Player:
     through samstream, and JACK would then hand it the output one period late.
     """
 
-    def __init__(self, signal: np.ndarray, seconds: float):
+    def __init__(self, signal: np.ndarray, seconds: float, server: str | None = None):
         import jack
-        self.client = jack.Client("samstream-bench-play")
-        self.recorder = jack.Client("samstream-bench-record")
+        self.client = jack.Client("samstream-bench-play", servername=server)
+        self.recorder = jack.Client("samstream-bench-record", servername=server)
         self.out = self.client.outports.register("out")
         self.inp = self.recorder.inports.register("in")
         self.signal = signal

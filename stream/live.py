@@ -65,9 +65,10 @@ class LiveStats:
     hop_ms_max: float
 
 
-# Below JACK's own real-time threads (JACK's default client priority is about 10 above its
-# base), above everything that runs at normal priority, a training run included.
-WORKER_PRIORITY = 5
+# The lowest real-time priority: below JACK's threads (its clients' process threads run at
+# FIFO 5 by default, the server at 10), which must preempt the worker, yet above everything
+# at normal priority, a training run included.
+WORKER_PRIORITY = 1
 
 
 def raise_priority() -> bool:

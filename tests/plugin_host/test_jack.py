@@ -287,3 +287,68 @@ def test_sigterm_ends_serve_cleanly(jack_env):
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopped after" in out
+
+
+def resident_megabytes(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.timeout(120)
+def test_soak_prompts_clients_and_garbage_for_twenty_seconds(served):
+    """A bounded soak: audio playing, prompts, modes and mixes changing over OSC and WebSocket, garbage
+    in between; the stream keeps running, memory stays flat, and the output stays finite and audible."""
+    import json
+
+    from websockets.sync.client import connect
+
+    from samstream.plugin_host.audio_files import read_audio
+    from samstream.plugin_host.bench_live import EXAMPLE, Player
+
+    osc = served["osc"]
+    signal, _ = read_audio(EXAMPLE)
+    player = Player(signal.mean(axis=0).astype(np.float32), 25, server=served["server"])
+    player.activate()
+    generator = np.random.default_rng(7)
+    before = osc.ask("/sam/status")
+    pid = served["process"].pid
+    memory_before = resident_megabytes(pid)
+    meters = 0
+    try:
+        with connect(f"ws://127.0.0.1:{served['ws_port']}/ws") as web:
+            web.send(json.dumps({"op": "set", "path": "/sam/subscribe", "value": 1}))
+            started = time.monotonic()
+            while time.monotonic() - started < 20:
+                choice = int(generator.integers(0, 5))
+                if choice == 0:
+                    osc.send("/sam/prompt/text", str(generator.choice(["speech", "mains hum", "voice", ""])))
+                elif choice == 1:
+                    web.send(json.dumps({"op": "set", "path": "/sam/mode",
+                                         "value": str(generator.choice(["extract", "remove"]))}))
+                elif choice == 2:
+                    osc.send("/sam/mix", float(generator.uniform(0, 1)))
+                elif choice == 3:
+                    web.send("{garbage")
+                else:
+                    osc.socket.sendto(generator.bytes(64), osc.address)
+                deadline = time.monotonic() + 0.25
+                while time.monotonic() < deadline:
+                    try:
+                        frame = json.loads(web.recv(timeout=0.05))
+                    except TimeoutError:
+                        continue
+                    meters += frame.get("op") == "meter"
+    finally:
+        player.close()
+    after = osc.ask("/sam/status")
+    assert served["process"].poll() is None
+    assert after["hops"] - before["hops"] > 0.8 * 20 * 48000 / 256
+    assert meters >= 100, "meters at 10 Hz or more for 20 s"
+    growth = resident_megabytes(pid) - memory_before
+    assert growth < 40, f"serve grew by {growth:.1f} MB in 20 s"
+    heard = player.recorded[:player.recorded_at]
+    assert np.isfinite(heard).all() and np.abs(heard).max() > 0.01
+    print(f"soak: {after['hops'] - before['hops']} hops, {after['misses'] - before['misses']} misses, "
+          f"{after['xruns'] - before['xruns']} xruns, memory {growth:+.1f} MB")
