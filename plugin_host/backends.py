@@ -93,7 +93,7 @@ class JackBackend:
     name = "jack"
 
     def __init__(self, bridge: LiveBridge, *, client_name: str = "samstream", channels: int = 2,
-                 connect: bool = False, server_name: str | None = None):
+                 connect: bool = False, server_name: str | None = None, native: bool = True):
         import jack
         self.bridge = bridge
         self.channels = channels
@@ -112,7 +112,8 @@ class JackBackend:
         self.outports = [self.client.outports.register(f"out_{index + 1}") for index in range(channels)]
         self._in = np.zeros((channels, self.block), np.float32)
         self._out = np.zeros((channels, self.block), np.float32)
-        self.client.set_process_callback(self._process)
+        self.native = native
+        self.native_callback = None
         self.client.set_xrun_callback(self._xrun)
         from .jack_latency import LatencyPublisher
         self.latency_publisher = LatencyPublisher(self.client, self.inports, self.outports,
@@ -123,6 +124,18 @@ class JackBackend:
     def prepare(self) -> None:
         self.bridge.configure(self.channels)
         self.bridge.start()
+        if self.native:
+            import jack
+
+            from .jack_native import NativeJackCallback
+            address = lambda pointer: int(jack._ffi.cast("uintptr_t", pointer))  # noqa: E731
+            processor = self.bridge.processor
+            self.native_callback = NativeJackCallback(
+                address(self.client._ptr), [address(port._ptr) for port in self.inports],
+                [address(port._ptr) for port in self.outports], processor.callback_state, processor.max_block,
+                processor.wake_fd)
+        else:
+            self.client.set_process_callback(self._process)
 
     def start(self) -> None:
         self.client.activate()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import threading
@@ -117,6 +118,11 @@ def run(arguments: argparse.Namespace) -> int:
                        WebSocketServer(bridge.controller, arguments.host, arguments.ws_port, arguments.token)]
             for server in servers:
                 server.start()
+        # Everything made so far lives as long as the stream: move it out of the collector's
+        # reach, so a full collection (which stops whichever thread holds the interpreter
+        # lock, the worker included) walks only what the stream makes from now on.
+        gc.collect()
+        gc.freeze()
         backend.start()
         print(banner(arguments, backend, bridge, servers), flush=True)
         if arguments.backend == "file":

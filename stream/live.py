@@ -299,6 +299,16 @@ class LiveProcessor:
         os.close(self._wake_write)
 
     @property
+    def callback_state(self):
+        """The arrays the audio callback works on (for a compiled, native callback)."""
+        return self._callback
+
+    @property
+    def wake_fd(self) -> int:
+        """The pipe end a callback writes one byte to after each block (valid once started)."""
+        return self._wake_write
+
+    @property
     def running(self) -> bool:
         return self._running
 
