@@ -2,9 +2,11 @@
 
 The state holds two running counters: ``counters[WRITTEN]`` is written only by the
 producer, ``counters[READ]`` only by the consumer. Each side reads the other's counter,
-copies, then publishes its own, so neither ever sees a half-copied region. The kernels
-keep the GIL (no ``nogil``): the interpreter lock is what orders the data stores before
-the counter store between Python threads, so the pattern stays correct without atomics.
+copies, then publishes its own, so neither ever sees a half-copied region. Between Python
+threads the interpreter lock orders the data stores before the counter store. The native
+JACK callback (``plugin_host.jack_native``) runs these kernels without that lock: there the
+order rests on x86-64 keeping stores in program order (and loads likewise), and on the
+counter being stored after the copy loop; a weaker-ordered CPU would need fences here.
 """
 from __future__ import annotations
 
