@@ -159,3 +159,36 @@ def test_page_shows_errors_and_reconnects(browser, controller):
     finally:
         server.stop()
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_page_drives_the_real_live_bridge(browser, tmp_path):
+    """No stand-in: the bundled model streaming the example in real time behind the page."""
+    import threading
+
+    from samstream.plugin_host.backends import FileBackend
+    from samstream.plugin_host.bridge import LiveBridge
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "speech_hum.flac"
+    bridge = LiveBridge(host_block=128)
+    backend = FileBackend(bridge, example, tmp_path, realtime=True)
+    backend.prepare()
+    result = {}
+    streaming = threading.Thread(target=lambda: result.update(backend.run()))
+    with WebSocketServer(bridge.controller, port=0) as server:
+        streaming.start()
+        try:
+            browser.get(f"http://127.0.0.1:{server.port}/")
+            wait_text(browser, "connection", "connected")
+            browser.find_element(By.ID, "prompt-text").send_keys("mains hum", Keys.ENTER)
+            until(browser, lambda: "mains hum" in bridge.status()["prompt"], "the prompt never reached the bridge")
+            Select(browser.find_element(By.ID, "mode")).select_by_value("remove")
+            until(browser, lambda: bridge.status()["mode"] == "remove", "the mode never reached the bridge")
+            until(browser, lambda: text_of(browser, "meter-target-db") not in ("–", ""), "no live meter")
+            until(browser, lambda: text_of(browser, "latency").startswith(f"{bridge.processor.latency_ms:.1f}"),
+                  f"latency shows {text_of(browser, 'latency')!r}")
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(SCREENSHOT.with_name("web_page_live.png")))
+        finally:
+            backend.request_stop()
+            streaming.join(timeout=60)
+    assert (tmp_path / "residual.wav").exists()
