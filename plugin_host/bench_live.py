@@ -45,12 +45,19 @@ class Osc:
             builder.add_arg(value)
         self.socket.sendto(builder.build().dgram, self.address)
 
-    def status(self) -> dict:
-        self.send("/sam/status")
+    def ask(self, path: str) -> dict:
+        """Send a query and return its reply's name/value pairs."""
+        self.send(path)
         while True:
             message = OscMessage(self.socket.recvfrom(65536)[0])
-            if message.address == "/sam/status":
+            if message.address == path:
                 return dict(zip(message.params[0::2], message.params[1::2], strict=True))
+
+    def status(self) -> dict:
+        return self.ask("/sam/status")
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 class Player:

@@ -37,32 +37,20 @@ _set_process_callback.restype = ctypes.c_int
 PROCESS_SIGNATURE = types.int32(types.uint32, types.voidptr)
 
 
-@intrinsic
-def _float_pointer(typingctx, address):
-    def codegen(context, builder, signature, arguments):
-        return builder.inttoptr(arguments[0], context.get_value_type(types.CPointer(types.float32)))
-    return types.CPointer(types.float32)(types.int64), codegen
+def _address_as(pointer_type):
+    """An intrinsic that reinterprets an int64 address as ``pointer_type``."""
+    @intrinsic
+    def cast(typingctx, address):
+        def codegen(context, builder, signature, arguments):
+            return builder.inttoptr(arguments[0], context.get_value_type(pointer_type))
+        return pointer_type(types.int64), codegen
+    return cast
 
 
-@intrinsic
-def _int_pointer(typingctx, address):
-    def codegen(context, builder, signature, arguments):
-        return builder.inttoptr(arguments[0], context.get_value_type(types.CPointer(types.int64)))
-    return types.CPointer(types.int64)(types.int64), codegen
-
-
-@intrinsic
-def _double_pointer(typingctx, address):
-    def codegen(context, builder, signature, arguments):
-        return builder.inttoptr(arguments[0], context.get_value_type(types.CPointer(types.float64)))
-    return types.CPointer(types.float64)(types.int64), codegen
-
-
-@intrinsic
-def _void_pointer(typingctx, address):
-    def codegen(context, builder, signature, arguments):
-        return builder.inttoptr(arguments[0], context.get_value_type(types.voidptr))
-    return types.voidptr(types.int64), codegen
+_float_pointer = _address_as(types.CPointer(types.float32))
+_int_pointer = _address_as(types.CPointer(types.int64))
+_double_pointer = _address_as(types.CPointer(types.float64))
+_void_pointer = _address_as(types.voidptr)
 
 
 def _address(array: np.ndarray) -> int:

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
 
@@ -43,6 +42,7 @@ from samstream.kernels.ring import CLIPPED, NON_FINITE, ring_available, ring_rea
 
 from . import debug
 from .engine import ConfigurationError, Engine
+from .scheduler import buffer_delay
 
 # Per-hop times kept for the percentiles: the last ~44 s at a 256-sample hop. Few enough
 # that a status request sorts them in well under a hop.
@@ -122,9 +122,7 @@ class LiveProcessor:
 
     @property
     def buffer_delay(self) -> int:
-        if self.host_block is None:
-            return self.hop - 1
-        return self.hop - gcd(self.host_block, self.hop)
+        return buffer_delay(self.hop, self.host_block)
 
     @property
     def latency_samples(self) -> int:

@@ -47,6 +47,13 @@ class SchedulerStats:
     hops: int  # engine calls so far
 
 
+def buffer_delay(hop: int, host_block: int | None) -> int:
+    """Samples of input that may wait for a hop to complete: the latency blocks add to a hop."""
+    if host_block is None:
+        return hop - 1
+    return hop - gcd(host_block, hop)
+
+
 class BlockScheduler:
     """Runs an ``Engine`` under a host that calls back with blocks of any size.
 
@@ -73,9 +80,7 @@ class BlockScheduler:
 
     @property
     def buffer_delay(self) -> int:
-        if self.host_block is None:
-            return self.hop - 1
-        return self.hop - gcd(self.host_block, self.hop)
+        return buffer_delay(self.hop, self.host_block)
 
     @property
     def latency_samples(self) -> int:

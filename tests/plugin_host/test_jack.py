@@ -10,9 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from pythonosc import osc_message_builder
-from pythonosc.osc_message import OscMessage
 
+from samstream.plugin_host.bench_live import Osc
 from samstream.plugin_host.jack_server import PERIOD, dummy_jack
 from tests.plugin_host.conftest import free_port
 
@@ -25,33 +24,6 @@ def jack_env():
     name = f"samstream-test-{os.getpid()}"
     with dummy_jack(name) as environment:
         yield name, environment
-
-
-class OscProbe:
-    """A raw UDP OSC client that can read replies."""
-
-    def __init__(self, port: int):
-        self.address = ("127.0.0.1", port)
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.settimeout(5)
-
-    def send(self, path: str, *args) -> None:
-        builder = osc_message_builder.OscMessageBuilder(address=path)
-        for value in args:
-            builder.add_arg(value)
-        self.socket.sendto(builder.build().dgram, self.address)
-
-    def ask(self, path: str) -> dict:
-        self.send(path)
-        while True:
-            message = OscMessage(self.socket.recvfrom(65536)[0])
-            if message.address == path:
-                values = message.params
-                return dict(zip(values[0::2], values[1::2], strict=True))
-
-    def close(self) -> None:
-        self.socket.close()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +39,7 @@ def served(jack_env):
     if "latency" not in line:
         process.kill()
         raise AssertionError(f"serve did not start: {line}{process.stderr.read()[-2000:]}")
-    probe = OscProbe(osc_port)
+    probe = Osc(osc_port)
     try:
         yield {"process": process, "osc": probe, "env": environment, "server": name, "ws_port": ws_port,
                "banner": line}
