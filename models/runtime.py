@@ -68,13 +68,30 @@ def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
     return config, serving
 
 
-def make_session(path: Path, threads: int = 1) -> onnxruntime.InferenceSession:
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def execution_providers(device: str) -> list[str]:
+    """ONNX Runtime providers for ``device``: cuda needs onnxruntime-gpu (``samstream[gpu]``) and a GPU."""
+    if device not in DEVICES:
+        raise ModelFolderError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise ModelFolderError("device cuda: this ONNX Runtime has no CUDA provider "
+                               "(pip install samstream[gpu] on a machine with an NVIDIA GPU)")
+    if device in ("cuda", "auto") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def make_session(path: Path, threads: int = 1, device: str = "cpu") -> onnxruntime.InferenceSession:
+    providers = execution_providers(device)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # ORT raises its own untyped errors for corrupt files
         raise ModelFolderError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0]})") from None
 
@@ -83,13 +100,16 @@ class OnnxSeparator:
     """Streams one separation model; configure once, then ``process`` every hop."""
 
     def __init__(self, model_dir: Path, steps: int | None = None, threads: int = 1, seed: int = 0,
-                 crossfade_frames: int = 0):
+                 crossfade_frames: int = 0, device: str = "cpu"):
         self.config, serving = load_serving_config(model_dir)
         graphs = {int(key): value for key, value in serving["hop_graphs"].items()}
         self.steps = steps if steps is not None else min(graphs)
         if self.steps not in graphs:
             raise ModelFolderError(f"{model_dir}: no hop graph for {self.steps} steps (has {sorted(graphs)})")
-        self.session = make_session(Path(model_dir) / graphs[self.steps], threads)
+        # With CUDA the buffers stay bound in host memory: ONNX Runtime copies the hop in and the
+        # mask out around each call. Device-resident rings and caches are the GPU path's work.
+        self.session = make_session(Path(model_dir) / graphs[self.steps], threads, device)
+        self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         self.lookahead_frames = self.config.transformer.lookahead_frames
         self.keep_target = True
         self.seed = seed

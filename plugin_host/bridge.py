@@ -74,7 +74,7 @@ class LiveBridge:
 
     def __init__(self, model_dir: Path | None = None, *, steps: int | None = None, host_block: int | None = None,
                  max_block: int = 4096, threaded: bool = True, crossfade_ms: float = 20.0,
-                 max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None):
+                 max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None, device: str = "cpu"):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         config, serving = load_serving_config(self.model_dir)
         self.config = config
@@ -85,7 +85,7 @@ class LiveBridge:
             raise ConfigurationError(f"{self.model_dir}: no hop graph for {steps} steps (has {available})")
         fade_frames = max(1, round(crossfade_ms * config.stft.sample_rate / 1000 / config.stft.hop))
         separators = {count: OnnxSeparator(self.model_dir, steps=count, threads=threads,
-                                           crossfade_frames=fade_frames) for count in available}
+                                           crossfade_frames=fade_frames, device=device) for count in available}
         self.model = StepSwitch(separators, steps)
         engine = StftEngine(config.stft.n_fft, config.stft.hop, model=self.model,
                             supported_sample_rates=(config.stft.sample_rate,))
@@ -317,6 +317,7 @@ class LiveBridge:
             "prompt_switch_ms": None if self.prompt_switch_ms is None else round(self.prompt_switch_ms, 2),
             "crossfade_ms": self.processor.crossfade_ms,
             "steps": self.model.active.steps,
+            "device": self.model.active.device,
             "mode": self._mix.mode,
             "backend": self.backend_name,
             "sample_rate": self.processor.sample_rate,

@@ -23,6 +23,8 @@ def register(commands) -> None:
     serve.add_argument("--backend", choices=("jack", "portaudio", "file"), required=True)
     serve.add_argument("--model", help="model folder (default: the bundled model)")
     serve.add_argument("--steps", type=int, help="flow steps per hop (default: the fewest the model has)")
+    serve.add_argument("--compute", dest="compute_device", choices=("cpu", "cuda", "auto"), default="cpu",
+                       help="where the model runs (cuda needs samstream[gpu]; auto uses it when present)")
     serve.add_argument("--channels", type=int, default=2, help="audio channels (jack, portaudio; default 2)")
     serve.add_argument("--input", help="file backend: the audio file to stream")
     serve.add_argument("--out", default="out/serve", help="file backend: folder for output/target/residual.wav")
@@ -92,7 +94,8 @@ def run(arguments: argparse.Namespace) -> int:
     threaded = arguments.backend != "file" or arguments.realtime
     bridge = LiveBridge(Path(arguments.model) if arguments.model else None, steps=arguments.steps,
                         host_block=host_block_for(arguments), threaded=threaded,
-                        crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms)
+                        crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms,
+                        device=arguments.compute_device)
     backend = make_backend(arguments, bridge)
     servers = []
     stop = threading.Event()

@@ -181,6 +181,22 @@ def test_file_backend_writes_aligned_outputs_at_the_file_rate(tmp_path, encoder)
     np.testing.assert_allclose(target + residual, original, atol=2e-3)
 
 
+def test_stereo_file_keeps_its_channels_and_their_difference(tmp_path, encoder):
+    signal, _ = read_audio(EXAMPLE)
+    stereo = np.stack([signal[0], -0.5 * signal[0]])
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, stereo.T, 48000, subtype="FLOAT")
+    bridge = LiveBridge(threaded=False, host_block=BLOCK, text_encoder=encoder)
+    backend = FileBackend(bridge, path, tmp_path / "out")
+    backend.prepare()
+    bridge.controller.apply("/sam/prompt/text", ["speech"])
+    backend.run()
+    target, _ = read_audio(tmp_path / "out" / "target.wav")
+    assert target.shape == stereo.shape
+    # One mask for every channel: the image (here, right = -0.5 left) is kept.
+    np.testing.assert_allclose(target[1], -0.5 * target[0], atol=1e-5)
+
+
 def test_serve_file_backend_from_the_command_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "file",
                              "--input", str(EXAMPLE), "--out", str(tmp_path), "--text", "speech", "--no-control"],
@@ -196,6 +212,8 @@ def test_serve_file_backend_from_the_command_line(tmp_path):
     (["--backend", "file", "--input", "/no/such.wav"], "no such file"),
     (["--backend", "file", "--input", str(EXAMPLE), "--host", "0.0.0.0"], "give --token"),
     (["--backend", "file", "--input", str(EXAMPLE), "--max-latency-ms", "5", "--realtime"], "latency cap"),
+    # This machine's ONNX Runtime has no CUDA provider: the GPU request is refused, not ignored.
+    (["--backend", "file", "--input", str(EXAMPLE), "--compute", "cuda"], "no CUDA provider"),
 ])
 def test_serve_bad_arguments_give_one_clear_line(arguments, message):
     result = subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "serve", *arguments],
