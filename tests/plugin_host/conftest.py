@@ -1,7 +1,10 @@
 """Shared fixtures for the control-surface tests.
 
-``controller`` is a Controller over a running live bridge. Until the bridge lands, it is
-a Controller over ``RecordingTarget`` below, which stands in for the bridge and says so.
+``controller`` is a Controller over ``RecordingTarget``, which stands in for the live
+bridge in the protocol tests of the OSC and WebSocket surfaces: they check what reaches
+the bridge call by call, which a running model cannot show. The surfaces also run against
+the real bridge: `serve` on a JACK dummy server in ``test_jack.py`` (OSC, WebSocket, soak)
+and the control page over the bundled model in ``test_web_page.py``.
 """
 from __future__ import annotations
 
