@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=2)
     parser.add_argument("--streamed", type=int, default=6)
     parser.add_argument("--out", default="bench_out/separation")
+    parser.add_argument("--variant", choices=("fp32", "int8"), default="fp32",
+                        help="int8: also stream every mixture with the quantised hop graph and compare")
     arguments = parser.parse_args()
     folder = Path(arguments.root) / "validation"
     items = [json.loads(line) for line in (folder / "index.jsonl").read_text().splitlines() if line.strip()]
@@ -78,9 +80,13 @@ def main() -> None:
             offline = separate(mixture[None], 48000, embedding, steps=steps, model_dir=Path(arguments.model),
                                stream=False)
             row[f"offline_{steps}"] = improvements(offline.target[0], target, mixture)
-            if position < arguments.streamed:
+            if position < arguments.streamed or arguments.variant == "int8":
                 live = separate(mixture[None], 48000, embedding, steps=steps, model_dir=Path(arguments.model))
                 row[f"streamed_{steps}"] = improvements(live.target[0], target, mixture)
+            if arguments.variant == "int8":
+                quantised = separate(mixture[None], 48000, embedding, steps=steps, model_dir=Path(arguments.model),
+                                     variant="int8")
+                row[f"int8_{steps}"] = improvements(quantised.target[0], target, mixture)
         rows.append(row)
     write_report(rows, Path(arguments.out), time.time() - started, arguments)
 
@@ -94,11 +100,15 @@ def write_report(rows: list[dict], out: Path, seconds: float, arguments) -> None
     summary = {name: {column: np.mean([row[column] for row in group], axis=0).round(2).tolist()
                       for column in columns} for name, group in sorted(by_class.items())}
     means = {column: np.mean([row[column] for row in rows], axis=0).round(2).tolist() for column in columns}
+    int8 = {steps: {"int8": np.mean([row[f"int8_{steps}"] for row in rows], axis=0).round(2).tolist(),
+                    "fp32": np.mean([row[f"streamed_{steps}"] for row in rows], axis=0).round(2).tolist()}
+            for steps in (1, 2) if f"int8_{steps}" in rows[0]}
     gaps = {steps: float(np.mean([abs(row[f"streamed_{steps}"][0] - row[f"offline_{steps}"][0])
                                   for row in rows if f"streamed_{steps}" in row] or [np.nan]))
             for steps in (1, 2)}
     (out / "results.json").write_text(json.dumps({"mean": means, "per_class": summary, "rows": rows,
-                                                  "streamed_vs_offline_db": gaps, "seconds": seconds,
+                                                  "streamed_vs_offline_db": gaps, "int8_vs_fp32": int8,
+                                                  "seconds": seconds,
                                                   "model": arguments.model}, indent=1) + "\n")
     lines = [f"# Separation on the validation set ({len(rows)} mixtures, {arguments.per_class} per class)", "",
              "SI-SDR improvement in dB, extract / remove. Prompt: the target's caption.", "",
@@ -108,7 +118,12 @@ def write_report(rows: list[dict], out: Path, seconds: float, arguments) -> None
                                                  (figures[column] for column in columns)) + " |")
     lines.append("| **mean** | " + " | ".join(f"{a:+.2f} / {b:+.2f}" for a, b in (means[c] for c in columns)) + " |")
     lines += ["", f"Live path against offline path, mean |difference| of extract SI-SDRi: "
-              f"1 step {gaps[1]:.3f} dB, 2 steps {gaps[2]:.3f} dB.", f"Took {seconds:.0f} s."]
+              f"1 step {gaps[1]:.3f} dB, 2 steps {gaps[2]:.3f} dB."]
+    for steps, figures in int8.items():
+        quantised, reference = figures["int8"], figures["fp32"]
+        lines.append(f"int8 hop graph, {steps} step(s), streamed: {quantised[0]:+.2f} / {quantised[1]:+.2f} "
+                     f"against float32 {reference[0]:+.2f} / {reference[1]:+.2f}.")
+    lines.append(f"Took {seconds:.0f} s.")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -107,11 +107,21 @@ def serving_is_current(checkpoint_dir: Path, out_dir: Path, steps: list[int]) ->
     if not manifest_path.exists() or not (Path(checkpoint_dir) / WEIGHTS_NAME).exists():
         return False
     manifest = json.loads(manifest_path.read_text())
-    graphs = {**manifest.get("hop_graphs", {}), **manifest.get("sequence_graphs", {})}
+    kinds = ("hop_graphs", "int8_hop_graphs", "sequence_graphs")
     return (manifest.get("weights_sha256") == weights_digest(checkpoint_dir)
-            and all(str(count) in manifest.get("hop_graphs", {}) and str(count) in manifest.get("sequence_graphs", {})
-                    for count in steps)
-            and all((Path(out_dir) / name).exists() for name in graphs.values()))
+            and all(str(count) in manifest.get(kind, {}) for kind in kinds for count in steps)
+            and all((Path(out_dir) / name).exists() for kind in kinds for name in manifest[kind].values()))
+
+
+def quantize_hop(path: Path, out_path: Path) -> Path:
+    """int8 weights, dynamic activation scales: the hop graph's variant for slower CPUs.
+
+    Whether it keeps quality is measured, not assumed: ``benchmarks/bench_separation.py
+    --variant int8`` compares it with float32 on the validation set (the model card has it).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantize_dynamic(str(path), str(out_path), weight_type=QuantType.QInt8)
+    return out_path
 
 
 def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
@@ -122,6 +132,7 @@ def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.config.save(out_dir / "config.json")
     path = export_hop(model, steps, out_dir / f"hop_{steps}.onnx")
+    quantized = quantize_hop(path, out_dir / f"hop_{steps}_int8.onnx")
     sequence = export_sequence(model, steps, out_dir / f"sequence_{steps}.onnx")
     manifest_path = out_dir / "serving.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -129,6 +140,7 @@ def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
     if manifest.get("weights_sha256") != digest:
         manifest = {"weights_sha256": digest}
     manifest.setdefault("hop_graphs", {})[str(steps)] = path.name
+    manifest.setdefault("int8_hop_graphs", {})[str(steps)] = quantized.name
     manifest.setdefault("sequence_graphs", {})[str(steps)] = sequence.name
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

@@ -69,6 +69,7 @@ def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
 
 
 DEVICES = ("cpu", "cuda", "auto")
+VARIANTS = {"fp32": "hop_graphs", "int8": "int8_hop_graphs"}  # serving.json key of each variant's graphs
 
 
 def execution_providers(device: str) -> list[str]:
@@ -100,12 +101,19 @@ class OnnxSeparator:
     """Streams one separation model; configure once, then ``process`` every hop."""
 
     def __init__(self, model_dir: Path, steps: int | None = None, threads: int = 1, seed: int = 0,
-                 crossfade_frames: int = 0, device: str = "cpu"):
+                 crossfade_frames: int = 0, device: str = "cpu", variant: str = "fp32"):
         self.config, serving = load_serving_config(model_dir)
-        graphs = {int(key): value for key, value in serving["hop_graphs"].items()}
+        if variant not in VARIANTS:
+            raise ModelFolderError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        graphs = {int(key): value for key, value in serving[VARIANTS[variant]].items()} \
+            if VARIANTS[variant] in serving else {}
+        self.variant = variant
+        if not graphs:
+            raise ModelFolderError(f"{model_dir}: no {variant} hop graphs (re-export with `samstream export`)")
         self.steps = steps if steps is not None else min(graphs)
         if self.steps not in graphs:
-            raise ModelFolderError(f"{model_dir}: no hop graph for {self.steps} steps (has {sorted(graphs)})")
+            raise ModelFolderError(f"{model_dir}: no {variant} hop graph for {self.steps} steps "
+                                   f"(has {sorted(graphs)})")
         # With CUDA the buffers stay bound in host memory: ONNX Runtime copies the hop in and the
         # mask out around each call. Device-resident rings and caches are the GPU path's work.
         self.session = make_session(Path(model_dir) / graphs[self.steps], threads, device)

@@ -125,9 +125,15 @@ def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarra
 
 def separate(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray | None = None, *,
              spans: list[SpanPrompt] = (), steps: int | None = None, model_dir: Path = DEFAULT_MODEL_DIR,
-             seed: int = 0, stream: bool = True, chunk_frames: int | None = None) -> Separation:
-    """audio (channels, n) float32 -> target and residual, by the live path or offline."""
-    separator = OnnxSeparator(model_dir, steps=steps, seed=seed)
+             seed: int = 0, stream: bool = True, chunk_frames: int | None = None,
+             variant: str = "fp32") -> Separation:
+    """audio (channels, n) float32 -> target and residual, by the live path or offline.
+
+    ``variant`` "int8" streams with the quantised hop graph (the offline path is float32 only).
+    """
+    if variant != "fp32" and not stream:
+        raise ValueError(f"the {variant} variant exists for the live path only: use stream=True")
+    separator = OnnxSeparator(model_dir, steps=steps, seed=seed, variant=variant)
     config = separator.config
     model_rate = config.stft.sample_rate
     original = audio.astype(np.float32)

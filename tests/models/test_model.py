@@ -122,6 +122,24 @@ def test_onnx_live_path_equals_torch_offline_generation(exported, steps):
     assert scheduler.latency_samples == config.latency_samples
 
 
+def test_the_int8_hop_graph_streams_close_to_float32_and_is_named_in_the_manifest(exported):
+    model, folder = exported
+    config = model.config
+    text = np.random.default_rng(0).standard_normal(config.prompt.text_dim).astype(np.float32)
+    signal = (np.random.default_rng(4).standard_normal((1, config.stft.hop * 40)) * 0.1).astype(np.float32)
+    outputs = {}
+    for variant in ("fp32", "int8"):
+        separator = OnnxSeparator(folder / "serving", steps=1, variant=variant)
+        separator.set_prompt(Prompt(text_embedding=text))
+        scheduler = BlockScheduler(StftEngine(config.stft.n_fft, config.stft.hop, model=separator), host_block=128)
+        scheduler.configure(48000, 128, 1)
+        outputs[variant] = render_streamed(scheduler, signal, fixed_blocks(128))
+    difference = np.abs(outputs["int8"] - outputs["fp32"]).max()
+    assert 0 < difference < 0.05 * np.abs(signal).max(), difference
+    with pytest.raises(ModelFolderError, match="variant must be one of"):
+        OnnxSeparator(folder / "serving", steps=1, variant="fp16")
+
+
 def test_an_empty_prompt_passes_the_audio_through_and_says_so(exported):
     model, folder = exported
     separator = OnnxSeparator(folder / "serving", steps=1)
@@ -200,5 +218,5 @@ def test_a_broken_serving_folder_is_refused_naming_the_file(tmp_path, exported):
     (broken / "hop_1.onnx").write_bytes(b"garbage")
     with pytest.raises(ModelFolderError, match="hop_1.onnx: not a loadable ONNX model"):
         OnnxSeparator(broken, steps=1)
-    with pytest.raises(ModelFolderError, match="no hop graph for 3 steps"):
+    with pytest.raises(ModelFolderError, match="no fp32 hop graph for 3 steps"):
         OnnxSeparator(folder / "serving", steps=3)
