@@ -17,7 +17,7 @@ import numpy as np
 
 from samstream.kernels.live import record_history
 from samstream.models.config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
-from samstream.models.runtime import OnnxSeparator, Prompt, compressed_frames, load_serving_config
+from samstream.models.runtime import VARIANTS, OnnxSeparator, Prompt, compressed_frames, load_serving_config
 from samstream.stream.engine import ConfigurationError, StftEngine
 from samstream.stream.live import LiveProcessor
 
@@ -74,18 +74,22 @@ class LiveBridge:
 
     def __init__(self, model_dir: Path | None = None, *, steps: int | None = None, host_block: int | None = None,
                  max_block: int = 4096, threaded: bool = True, crossfade_ms: float = 20.0,
-                 max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None, device: str = "cpu"):
+                 max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None, device: str = "cpu",
+                 variant: str = "fp32"):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         config, serving = load_serving_config(self.model_dir)
         self.config = config
-        available = sorted(int(key) for key in serving["hop_graphs"])
+        available = sorted(int(key) for key in serving.get(VARIANTS.get(variant, "hop_graphs"), {}))
+        if not available:
+            raise ConfigurationError(f"{self.model_dir}: no {variant} hop graphs (re-export with `samstream export`)")
         self.max_steps = max(available)
         steps = steps if steps is not None else min(available)
         if steps not in available:
-            raise ConfigurationError(f"{self.model_dir}: no hop graph for {steps} steps (has {available})")
+            raise ConfigurationError(f"{self.model_dir}: no {variant} hop graph for {steps} steps (has {available})")
         fade_frames = max(1, round(crossfade_ms * config.stft.sample_rate / 1000 / config.stft.hop))
         separators = {count: OnnxSeparator(self.model_dir, steps=count, threads=threads,
-                                           crossfade_frames=fade_frames, device=device) for count in available}
+                                           crossfade_frames=fade_frames, device=device, variant=variant)
+                      for count in available}
         self.model = StepSwitch(separators, steps)
         engine = StftEngine(config.stft.n_fft, config.stft.hop, model=self.model,
                             supported_sample_rates=(config.stft.sample_rate,))
@@ -318,6 +322,7 @@ class LiveBridge:
             "crossfade_ms": self.processor.crossfade_ms,
             "steps": self.model.active.steps,
             "device": self.model.active.device,
+            "variant": self.model.active.variant,
             "mode": self._mix.mode,
             "backend": self.backend_name,
             "sample_rate": self.processor.sample_rate,

@@ -23,6 +23,7 @@ def register(commands) -> None:
     serve.add_argument("--backend", choices=("jack", "portaudio", "file"), required=True)
     serve.add_argument("--model", help="model folder (default: the bundled model)")
     serve.add_argument("--steps", type=int, help="flow steps per hop (default: the fewest the model has)")
+    serve.add_argument("--int8", action="store_true", help="the int8 hop graphs (see the model card for their cost)")
     serve.add_argument("--compute", dest="compute_device", choices=("cpu", "cuda", "auto"), default="cpu",
                        help="where the model runs (cuda needs samstream[gpu]; auto uses it when present)")
     serve.add_argument("--channels", type=int, default=2, help="audio channels (jack, portaudio; default 2)")
@@ -95,7 +96,7 @@ def run(arguments: argparse.Namespace) -> int:
     bridge = LiveBridge(Path(arguments.model) if arguments.model else None, steps=arguments.steps,
                         host_block=host_block_for(arguments), threaded=threaded,
                         crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms,
-                        device=arguments.compute_device)
+                        device=arguments.compute_device, variant="int8" if arguments.int8 else "fp32")
     backend = make_backend(arguments, bridge)
     servers = []
     stop = threading.Event()

@@ -155,6 +155,16 @@ def test_past_span_from_the_history_and_negative_span_anchor(encoder, example):
     bridge.stop()
 
 
+def test_the_int8_variant_runs_live_and_says_so(encoder, example):
+    bridge = LiveBridge(threaded=False, host_block=BLOCK, text_encoder=encoder, variant="int8")
+    bridge.configure(1)
+    bridge.start()
+    output = run_blocks(bridge, example[:, :48000], {0: ("/sam/prompt/text", ["mains hum"])})
+    assert bridge.status()["variant"] == "int8"
+    assert np.isfinite(output).all() and np.abs(output).max() > 0
+    bridge.stop()
+
+
 def test_steps_switch_to_the_two_step_graph(encoder, example):
     bridge = unthreaded_bridge(encoder)
     run_blocks(bridge, example[:, :24000], {0: ("/sam/prompt/text", ["speech"]), 50: ("/sam/steps", [2])})
