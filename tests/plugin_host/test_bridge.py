@@ -231,3 +231,17 @@ def test_serve_bad_arguments_give_one_clear_line(arguments, message):
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_change_scheduled_for_a_stream_time_lands_at_that_hop(encoder, example):
+    """What an OSC bundle's time tag does, on the real bridge: held, then applied by the worker."""
+    bridge = unthreaded_bridge(encoder)
+    bridge.controller.apply("/sam/mode", ["remove"], at_seconds=1.0)
+    assert bridge.controller.state()["/sam/mode"] == "extract"
+    seen_at = None
+    for start in range(0, 96000, BLOCK):
+        bridge.process(example[:, start:start + BLOCK], np.zeros((1, BLOCK), np.float32))
+        if seen_at is None and bridge.controller.state()["/sam/mode"] == "remove":
+            seen_at = (start + BLOCK) / 48000
+    assert seen_at is not None and 1.0 <= seen_at <= 1.0 + 2 * 256 / 48000
+    bridge.stop()
