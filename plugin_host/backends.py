@@ -125,14 +125,11 @@ class JackBackend:
         self.bridge.configure(self.channels)
         self.bridge.start()
         if self.native:
-            import jack
-
-            from .jack_native import NativeJackCallback
-            address = lambda pointer: int(jack._ffi.cast("uintptr_t", pointer))  # noqa: E731
+            from .jack_native import NativeJackCallback, jack_address
             processor = self.bridge.processor
             self.native_callback = NativeJackCallback(
-                address(self.client._ptr), [address(port._ptr) for port in self.inports],
-                [address(port._ptr) for port in self.outports], processor.callback_state, processor.max_block,
+                jack_address(self.client._ptr), [jack_address(port._ptr) for port in self.inports],
+                [jack_address(port._ptr) for port in self.outports], processor.callback_state, processor.max_block,
                 processor.wake_fd)
         else:
             self.client.set_process_callback(self._process)

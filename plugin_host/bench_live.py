@@ -60,29 +60,46 @@ class Osc:
         self.socket.close()
 
 
+# Player control slots, shared with the compiled callbacks.
+CLICKING, POSITION, CYCLES, SENT, HEARD, RECORDED = range(6)
+MAX_CLICKS = 1024
+
+
 class Player:
     """Plays a signal on a loop into samstream and records its output, with optional clicks.
 
-    Player and recorder are two JACK clients: one client doing both would close a loop
-    through samstream, and JACK would then hand it the output one period late.
+    Player and recorder are two JACK clients (one doing both would close a loop through
+    samstream, and JACK would hand it the output a period late), and both callbacks are
+    compiled like samstream's own: the measuring side adds no interpreter-lock traffic.
     """
 
     def __init__(self, signal: np.ndarray, seconds: float, server: str | None = None):
         import jack
+
+        from .jack_native import jack_address
         self.client = jack.Client("samstream-bench-play", servername=server)
         self.recorder = jack.Client("samstream-bench-record", servername=server)
         self.out = self.client.outports.register("out")
         self.inp = self.recorder.inports.register("in")
-        self.signal = signal
-        self.position = 0
-        self.clicking = False
-        self.clicks_sent: list[int] = []
-        self.clicks_heard: list[int] = []
+        self.signal = np.ascontiguousarray(signal, np.float32)
+        self.control = np.zeros(8, np.int64)
+        self.sent = np.zeros(MAX_CLICKS, np.int64)
+        self.heard = np.zeros(MAX_CLICKS, np.int64)
         self.recorded = np.zeros(int(seconds * RATE) + RATE, np.float32)
-        self.recorded_at = 0
-        self.cycles = 0
-        self.client.set_process_callback(self._play)
-        self.recorder.set_process_callback(self._record)
+        self._callbacks = compile_player(self, jack_address(self.client._ptr), jack_address(self.out._ptr),
+                                         jack_address(self.recorder._ptr), jack_address(self.inp._ptr))
+
+    @property
+    def clicking(self) -> bool:
+        return bool(self.control[CLICKING])
+
+    @clicking.setter
+    def clicking(self, on: bool) -> None:
+        self.control[CLICKING] = int(on)
+
+    @property
+    def recorded_at(self) -> int:
+        return int(self.control[RECORDED])
 
     def activate(self) -> None:
         self.client.activate()
@@ -95,34 +112,70 @@ class Player:
             client.deactivate()
             client.close()
 
-    def _record(self, frames: int) -> None:
-        heard = self.inp.get_array()
-        if self.clicking:
-            peak = int(np.argmax(np.abs(heard)))
-            if abs(heard[peak]) > 0.5:
-                self.clicks_heard.append(self.recorder.last_frame_time + peak)
-        if self.recorded_at + frames <= self.recorded.size:
-            self.recorded[self.recorded_at:self.recorded_at + frames] = heard
-            self.recorded_at += frames
-
-    def _play(self, frames: int) -> None:
-        out = self.out.get_array()
-        now = self.client.last_frame_time
-        self.cycles += 1
-        if self.clicking:
-            out[:] = 0.0
-            if self.cycles % 64 == 0:
-                out[5] = 0.9
-                self.clicks_sent.append(now + 5)
-        else:
-            start = self.position % self.signal.size
-            stop = min(start + frames, self.signal.size)
-            out[:stop - start] = self.signal[start:stop]
-            out[stop - start:] = self.signal[:frames - (stop - start)]
-            self.position += frames
-
     def measured_delays(self) -> list[int]:
-        return [min((h - s for h in self.clicks_heard if h >= s), default=-1) for s in self.clicks_sent]
+        heard = self.heard[:self.control[HEARD]]
+        return [min((int(h - s) for h in heard if h >= s), default=-1) for s in self.sent[:self.control[SENT]]]
+
+
+def compile_player(player: Player, play_client: int, out_port: int, record_client: int, in_port: int) -> tuple:
+    from numba import carray, cfunc
+
+    from .jack_native import (
+        PROCESS_SIGNATURE,
+        array_address,
+        float_pointer,
+        int_pointer,
+        last_frame_time,
+        port_buffer,
+        register_process,
+    )
+    a_signal, length = array_address(player.signal), player.signal.size
+    a_control, a_sent, a_heard = array_address(player.control), array_address(player.sent), array_address(player.heard)
+    a_recorded, capacity = array_address(player.recorded), player.recorded.size
+
+    @cfunc(PROCESS_SIGNATURE, nopython=True)
+    def play(frames, argument):
+        out = port_buffer(out_port, frames)
+        control = carray(int_pointer(a_control), (8,))
+        signal = carray(float_pointer(a_signal), (length,))
+        control[CYCLES] += 1
+        if control[CLICKING]:
+            for index in range(frames):
+                out[index] = 0.0
+            if control[CYCLES] % 64 == 0 and control[SENT] < MAX_CLICKS:
+                out[5] = 0.9
+                carray(int_pointer(a_sent), (MAX_CLICKS,))[control[SENT]] = np.int64(last_frame_time(play_client)) + 5
+                control[SENT] += 1
+        else:
+            for index in range(frames):
+                out[index] = signal[(control[POSITION] + index) % length]
+            control[POSITION] += frames
+        return 0
+
+    @cfunc(PROCESS_SIGNATURE, nopython=True)
+    def record(frames, argument):
+        heard = port_buffer(in_port, frames)
+        control = carray(int_pointer(a_control), (8,))
+        if control[CLICKING] and control[HEARD] < MAX_CLICKS:
+            peak = np.int64(0)
+            for index in range(np.int64(frames)):
+                if abs(heard[index]) > abs(heard[peak]):
+                    peak = index
+            if abs(heard[peak]) > 0.5:
+                carray(int_pointer(a_heard), (MAX_CLICKS,))[control[HEARD]] = np.int64(last_frame_time(record_client)) + peak
+                control[HEARD] += 1
+        start = control[RECORDED]
+        frames = np.int64(frames)
+        if start + frames <= capacity:
+            recorded = carray(float_pointer(a_recorded), (capacity,))
+            for index in range(frames):
+                recorded[start + index] = heard[index]
+            control[RECORDED] = start + frames
+        return 0
+
+    register_process(play_client, play)
+    register_process(record_client, record)
+    return play, record
 
 
 def jack_running() -> bool:

@@ -33,6 +33,9 @@ _write.restype = ctypes.c_ssize_t
 _set_process_callback = _libjack.jack_set_process_callback
 _set_process_callback.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _set_process_callback.restype = ctypes.c_int
+_last_frame_time = _libjack.jack_last_frame_time
+_last_frame_time.argtypes = (ctypes.c_void_p,)
+_last_frame_time.restype = ctypes.c_uint32
 
 PROCESS_SIGNATURE = types.int32(types.uint32, types.voidptr)
 
@@ -47,13 +50,36 @@ def _address_as(pointer_type):
     return cast
 
 
-_float_pointer = _address_as(types.CPointer(types.float32))
-_int_pointer = _address_as(types.CPointer(types.int64))
-_double_pointer = _address_as(types.CPointer(types.float64))
-_void_pointer = _address_as(types.voidptr)
+float_pointer = _address_as(types.CPointer(types.float32))
+int_pointer = _address_as(types.CPointer(types.int64))
+double_pointer = _address_as(types.CPointer(types.float64))
+void_pointer = _address_as(types.voidptr)
 
 
-def _address(array: np.ndarray) -> int:
+@njit
+def port_buffer(port, frames):
+    """The float32 samples of a JACK port (its address) for this period."""
+    return carray(float_pointer(np.int64(_port_get_buffer(void_pointer(port), frames))), (frames,))
+
+
+@njit
+def last_frame_time(client):
+    return _last_frame_time(void_pointer(client))
+
+
+def register_process(client_pointer: int, function) -> None:
+    """Make a compiled ``cfunc`` the JACK client's process callback (before activation)."""
+    if _set_process_callback(client_pointer, function.address, None) != 0:
+        raise RuntimeError("JACK refused the process callback")
+
+
+def jack_address(pointer) -> int:
+    """The address behind a JACK-Client (cffi) client or port pointer."""
+    import jack
+    return int(jack._ffi.cast("uintptr_t", pointer))
+
+
+def array_address(array: np.ndarray) -> int:
     assert array.flags.c_contiguous, "the native callback needs C-ordered arrays"
     return array.ctypes.data
 
@@ -71,69 +97,63 @@ class NativeJackCallback:
         self.wake_byte = np.zeros(1, np.uint8)
         self.calls = np.zeros(1, np.int64)
         self.function = self._compile(in_ports, out_ports, state, max_block, wake_fd, channels)
-        self._client = client_pointer
-        if _set_process_callback(client_pointer, self.function.address, None) != 0:
-            raise RuntimeError("JACK refused the process callback")
+        register_process(client_pointer, self.function)
 
     def _compile(self, in_ports, out_ports, state, max_block, wake_fd, channels):
         ports_in = np.array(in_ports, np.int64)
         ports_out = np.array(out_ports, np.int64)
         input_ring, output_ring = state.input_ring, state.output_ring
         # Every array the kernels touch, by address and shape, as compile-time constants.
-        a_in_buffer, in_shape = _address(input_ring.buffer), input_ring.buffer.shape
-        a_in_counters = _address(input_ring.counters)
-        a_out_buffer, out_shape = _address(output_ring.buffer), output_ring.buffer.shape
-        a_out_counters = _address(output_ring.counters)
-        a_dry_line, dry_line_shape = _address(state.dry_line), state.dry_line.shape
-        a_dry_block, a_wet_block = _address(state.dry_block), _address(state.wet_block)
+        a_in_buffer, in_shape = array_address(input_ring.buffer), input_ring.buffer.shape
+        a_in_counters = array_address(input_ring.counters)
+        a_out_buffer, out_shape = array_address(output_ring.buffer), output_ring.buffer.shape
+        a_out_counters = array_address(output_ring.counters)
+        a_dry_line, dry_line_shape = array_address(state.dry_line), state.dry_line.shape
+        a_dry_block, a_wet_block = array_address(state.dry_block), array_address(state.wet_block)
         dry_block_shape, wet_block_shape = state.dry_block.shape, state.wet_block.shape
-        a_last, a_counters, a_tallies = _address(state.last_output), _address(state.counters), _address(state.tallies)
-        a_settings = _address(state.settings)
+        a_last, a_counters = array_address(state.last_output), array_address(state.counters)
+        a_tallies, a_settings = array_address(state.tallies), array_address(state.settings)
         latency = state.latency
-        a_stage_in, a_stage_out = _address(self.staging_in), _address(self.staging_out)
-        a_taps, a_wake, a_calls = _address(self.no_taps), _address(self.wake_byte), _address(self.calls)
-        get_buffer, write = _port_get_buffer, _write
-
-        @njit
-        def port_samples(port, frames):
-            return carray(_float_pointer(np.int64(get_buffer(_void_pointer(port), frames))), (frames,))
+        a_stage_in, a_stage_out = array_address(self.staging_in), array_address(self.staging_out)
+        a_taps, a_wake, a_calls = array_address(self.no_taps), array_address(self.wake_byte), array_address(self.calls)
+        write = _write
 
         @njit
         def rebuild():
             return CallbackState(
-                RingState(carray(_float_pointer(a_in_buffer), in_shape),
-                          carray(_int_pointer(a_in_counters), (2,))),
-                RingState(carray(_float_pointer(a_out_buffer), out_shape),
-                          carray(_int_pointer(a_out_counters), (2,))),
-                carray(_float_pointer(a_dry_line), dry_line_shape),
-                carray(_float_pointer(a_dry_block), dry_block_shape),
-                carray(_float_pointer(a_wet_block), wet_block_shape),
-                carray(_float_pointer(a_last), (channels,)),
-                carray(_int_pointer(a_counters), (8,)),
-                carray(_int_pointer(a_tallies), (4,)),
-                carray(_double_pointer(a_settings), (2,)),
+                RingState(carray(float_pointer(a_in_buffer), in_shape),
+                          carray(int_pointer(a_in_counters), (2,))),
+                RingState(carray(float_pointer(a_out_buffer), out_shape),
+                          carray(int_pointer(a_out_counters), (2,))),
+                carray(float_pointer(a_dry_line), dry_line_shape),
+                carray(float_pointer(a_dry_block), dry_block_shape),
+                carray(float_pointer(a_wet_block), wet_block_shape),
+                carray(float_pointer(a_last), (channels,)),
+                carray(int_pointer(a_counters), (8,)),
+                carray(int_pointer(a_tallies), (4,)),
+                carray(double_pointer(a_settings), (2,)),
                 latency)
 
         @cfunc(PROCESS_SIGNATURE, nopython=True)
         def process(frames, argument):
             count = min(frames, max_block)
-            staged_in = carray(_float_pointer(a_stage_in), (channels, max_block))
-            staged_out = carray(_float_pointer(a_stage_out), (channels, max_block))
+            staged_in = carray(float_pointer(a_stage_in), (channels, max_block))
+            staged_out = carray(float_pointer(a_stage_out), (channels, max_block))
             for channel in range(channels):
-                source = port_samples(ports_in[channel], frames)
+                source = port_buffer(ports_in[channel], frames)
                 for index in range(count):
                     staged_in[channel, index] = source[index]
             live = rebuild()
             callback_push(staged_in[:, :count], live)
-            callback_pull(staged_out[:, :count], carray(_float_pointer(a_taps), (0, max_block))[:, :count], live)
+            callback_pull(staged_out[:, :count], carray(float_pointer(a_taps), (0, max_block))[:, :count], live)
             for channel in range(channels):
-                sink = port_samples(ports_out[channel], frames)
+                sink = port_buffer(ports_out[channel], frames)
                 for index in range(count):
                     sink[index] = staged_out[channel, index]
                 for index in range(count, frames):
                     sink[index] = 0.0
-            write(wake_fd, _void_pointer(a_wake), 1)
-            calls = carray(_int_pointer(a_calls), (1,))
+            write(wake_fd, void_pointer(a_wake), 1)
+            calls = carray(int_pointer(a_calls), (1,))
             calls[0] += 1
             return 0
 
