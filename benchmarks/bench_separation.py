@@ -6,7 +6,8 @@ Usage: python benchmarks/bench_separation.py [--root data/corpus] [--model model
 Every mixture is prompted with its target's caption. For 1 and 2 flow steps it reports the
 SI-SDR improvement of the target (extract) and of the residual (remove) by the offline
 path, the ideal-ratio-mask ceiling at the model's STFT, and, on the first ``--streamed``
-mixtures, the difference between the live path and the offline path.
+mixtures, the difference between the live path and the offline path. `samstream bench` is the
+full report (teacher, SDR, baselines, compute, plots); this script stays for the int8 comparison.
 """
 from __future__ import annotations
 
@@ -18,27 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def oracle_ratio_mask(target: np.ndarray, interferer: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    from samstream.stream.offline import analyze_frames, synthesize_frames
-
-    length = len(target)
-    frames = -(-(length + n_fft - hop) // hop)
-    target_spectrum = analyze_frames(target[None], n_fft, hop, frames)
-    interferer_spectrum = analyze_frames(interferer[None], n_fft, hop, frames)
-    power = np.abs(target_spectrum) ** 2
-    mask = power / (power + np.abs(interferer_spectrum) ** 2 + 1e-12)
-    estimate = synthesize_frames((target_spectrum + interferer_spectrum) * mask, n_fft, hop)
-    return estimate[0, n_fft - hop:n_fft - hop + length]
-
-
-def improvements(estimate: np.ndarray, target: np.ndarray, mixture: np.ndarray) -> tuple[float, float]:
-    from samstream.models.metrics import si_sdr
-
-    residual = mixture - target
-    extract = si_sdr(estimate, target) - si_sdr(mixture, target)
-    remove = si_sdr(mixture - estimate, residual) - si_sdr(mixture, residual)
-    return extract, remove
+from samstream.plugin_host.bench_report import improvements, oracle_ratio_mask
 
 
 def main() -> None:

@@ -30,13 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--input", help="audio file to stream instead of the bundled example")
     demo.add_argument("--out", default="out/demo", help="folder for the output (default: out/demo)")
 
-    bench = commands.add_parser("bench", help="benchmarks; writes report.md and results.json")
+    bench = commands.add_parser("bench", help="benchmarks; writes report.md and results.json",
+                                description="Without --kernels or --live: the separation report on the "
+                                            "validation set (or --folder F), per class and mean.")
     bench.add_argument("--kernels", action="store_true", help="per-block cost of the DSP kernels and rings")
     bench.add_argument("--live", action="store_true", help="the live bridge on a JACK dummy server, measured")
-    bench.add_argument("--model", help="--live: model folder (default: the bundled model)")
+    bench.add_argument("--model", help="model folder (default: the bundled model)")
     bench.add_argument("--steps", type=int, help="--live: flow steps per hop")
-    bench.add_argument("--out", default="bench_out", help="folder for the report (default: bench_out)")
+    bench.add_argument("--out", help="folder for the report (default: bench_out/report for the separation "
+                                     "report, bench_out otherwise)")
     bench.add_argument("--seconds", type=float, default=1.0, help="time budget per measured case")
+    bench.add_argument("--data", default="data/corpus", help="corpus folder; its validation/ set is measured")
+    bench.add_argument("--folder", help="a folder of mixtures with references instead: F/index.jsonl, one row "
+                                        "a line with mixture, target, interferer (paths relative to F), "
+                                        "target_class, interferer_class, caption")
+    bench.add_argument("--per-class", type=int, default=2, help="mixtures per target class (0: all; default 2)")
+    bench.add_argument("--streamed", type=int, default=4,
+                       help="also run the live path on the first N mixtures (default 4)")
+    bench.add_argument("--teacher", help="torch checkpoint of the multi-step teacher (default: the --model folder)")
+    bench.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                       help="print B - A of two results.json files, per class and mean")
     separate_cli.register(commands)
     serve.register(commands)
     model_cli.register(commands)
@@ -49,16 +62,21 @@ def run(arguments: argparse.Namespace) -> int:
         from .demo import run_demo
         run_demo(arguments.input, arguments.out)
     elif arguments.command == "bench":
+        if arguments.compare:
+            from .bench_report import compare
+            print(compare(*arguments.compare))
+            return 0
         if not (arguments.kernels or arguments.live):
-            raise ValueError("choose what to benchmark: --kernels or --live")
+            from .bench_report import run_report
+            return run_report(arguments)
         if not arguments.seconds > 0:
             raise ValueError(f"--seconds must be positive, got {arguments.seconds}")
         if arguments.kernels:
             from .bench_kernels import run_kernel_bench
-            run_kernel_bench(arguments.out, arguments.seconds)
+            run_kernel_bench(arguments.out or "bench_out", arguments.seconds)
         if arguments.live:
             from .bench_live import run_live_bench
-            run_live_bench(arguments.out, arguments.seconds, arguments.model, arguments.steps)
+            run_live_bench(arguments.out or "bench_out", arguments.seconds, arguments.model, arguments.steps)
     elif arguments.command == "separate":
         return separate_cli.run(arguments)
     elif arguments.command == "serve":
