@@ -63,7 +63,7 @@ def run(arguments: argparse.Namespace) -> int:
         run_demo(arguments.input, arguments.out)
     elif arguments.command == "bench":
         if arguments.compare:
-            from .bench_report import compare
+            from .bench_compare import compare
             print(compare(*arguments.compare))
             return 0
         if not (arguments.kernels or arguments.live):

@@ -32,11 +32,13 @@ def samstream(*arguments):
 
 
 def clicks_and_sine(seconds=2.0):
+    """Impulses every 250 ms and a 440 Hz sine of the same energy (0 dB apart)."""
     time = np.arange(int(RATE * seconds)) / RATE
-    sine = (0.3 * np.sin(2 * np.pi * 440 * time)).astype(np.float32)
-    clicks = np.zeros_like(sine)
-    clicks[RATE // 8::RATE // 4] = 0.9  # one click every 250 ms
-    return clicks, sine
+    clicks = np.zeros(len(time), np.float32)
+    clicks[RATE // 8::RATE // 4] = 0.9
+    sine = np.sin(2 * np.pi * 440 * time)
+    sine *= np.sqrt(np.sum(clicks ** 2) / np.sum(sine ** 2))
+    return clicks, sine.astype(np.float32)
 
 
 def test_sdr_punishes_a_wrong_gain_that_si_sdr_forgives():
@@ -104,6 +106,24 @@ def test_which_baseline_applies_to_which_classes():
     for target, interferer, reference in (("drums", "piano", clicks), ("piano", "drums", sine)):
         estimate = baseline_estimates(mixture(target, interferer), N_FFT, HOP)["hpss"]
         assert si_sdr(estimate, reference) - si_sdr(clicks + sine, reference) > 10
+
+
+@pytest.mark.timeout(600)
+def test_the_torch_teacher_at_one_step_computes_what_the_onnx_student_computes():
+    # The bundled model is not distilled: its one-step offline run is the teacher sampled once,
+    # from the same noise, so the two paths must agree and the teacher's figures differ by steps alone.
+    pytest.importorskip("torch")
+    from samstream.models.separate import DEFAULT_MODEL_DIR, separate
+    from samstream.models.text_encoder import TextEncoder
+    from samstream.plugin_host.bench_report import Teacher
+
+    speech = read_audio("examples/speech_hum.sources/speech.flac")[0][0, :RATE]
+    hum = read_audio("examples/speech_hum.sources/hum.flac")[0][0, :RATE]
+    encoder = TextEncoder.load()
+    mixture = Mixture("example", "speech", "hum", "speech", speech + hum, speech, hum)
+    teacher = Teacher(DEFAULT_MODEL_DIR, encoder, steps=1).separate(mixture)
+    student = separate(mixture.mixture[None], RATE, encoder.encode("speech"), steps=1, stream=False).target[0]
+    assert np.abs(teacher - student).max() < 1e-4
 
 
 def write_folder(folder):
@@ -190,3 +210,15 @@ def test_bench_errors_are_one_clear_line(arguments, message):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_malformed_index_or_a_missing_reference_is_one_clear_line(tmp_path):
+    (tmp_path / "index.jsonl").write_text('{"mixture": "a.wav"}\n')
+    result = samstream("bench", "--folder", str(tmp_path))
+    assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert "index.jsonl:1: not a mixture row" in result.stderr
+    (tmp_path / "index.jsonl").write_text(json.dumps({"mixture": "a.wav", "target": "b.wav", "target_class": "x",
+                                                      "caption": "x"}) + "\n")
+    result = samstream("bench", "--folder", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and "a.wav: no such file" in result.stderr
+    assert not (tmp_path / "out").exists()
