@@ -162,7 +162,8 @@ def compile_player(player: Player, play_client: int, out_port: int, record_clien
                 if abs(heard[index]) > abs(heard[peak]):
                     peak = index
             if abs(heard[peak]) > 0.5:
-                carray(int_pointer(a_heard), (MAX_CLICKS,))[control[HEARD]] = np.int64(last_frame_time(record_client)) + peak
+                now = np.int64(last_frame_time(record_client))
+                carray(int_pointer(a_heard), (MAX_CLICKS,))[control[HEARD]] = now + peak
                 control[HEARD] += 1
         start = control[RECORDED]
         frames = np.int64(frames)

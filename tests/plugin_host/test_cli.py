@@ -49,7 +49,7 @@ def test_demo_on_a_stereo_file_of_the_users(tmp_path):
     (["demo", "--input", "no/such/file.wav"], "no such file"),
     (["demo", "--input", "setup.py"], "not a readable audio file"),
     (["demo", "--input", "examples"], "is a folder"),
-    (["bench"], "--kernels"),
+    (["bench", "--data", "no/such/corpus"], "samstream data build"),
     (["bench", "--kernels", "--seconds", "-1"], "--seconds"),
     (["frobnicate"], "invalid choice"),
     (["demo", "--no-such-option"], "unrecognized arguments"),
