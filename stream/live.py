@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import lcm
 
 import numpy as np
 
@@ -78,6 +79,29 @@ def raise_priority() -> bool:
     except (AttributeError, PermissionError, OSError):
         return False
     return True
+
+
+def worst_slack(prefill: int, block: int, hop: int) -> int:
+    """Fewest host periods the worker gets for a hop, with ``prefill`` samples primed in the output.
+
+    Callback j reads stream samples [j*block, (j+1)*block), which are worker samples shifted by
+    ``prefill``; the last hop it needs has its input complete in callback c, and the worker
+    has the j - c periods between. The pattern repeats every lcm(block, hop) samples. Only
+    the prefill's position against the block grid counts: samples beyond the last whole
+    period add latency and no time, so the search below stops at the first prefill that
+    gives enough periods.
+    """
+    pattern = lcm(block, hop) // block
+    worst = None
+    for callback in range(pattern, 3 * pattern):
+        needed_end = (callback + 1) * block - prefill
+        if needed_end <= 0:
+            continue
+        last_hop = -(-needed_end // hop) - 1
+        completing = -(-((last_hop + 1) * hop) // block) - 1
+        slack = callback - completing
+        worst = slack if worst is None else min(worst, slack)
+    return worst if worst is not None else 0
 
 
 class LiveProcessor:
@@ -176,22 +200,30 @@ class LiveProcessor:
             return 0
         if self.requested_safety is not None:
             return int(self.requested_safety)
-        # The callback never waits, so the worker's answer to a block is needed one block
-        # later at the soonest; on top of that, twice the warm-up p99 plus 0.5 ms of
-        # scheduling slack, rounded up to 32 samples.
-        block = self.host_block or self.max_block
-        cost = 2.0 * float(np.percentile(self.warmup_ms[WARMUP_HOPS // 4:], 99)) + 0.5
-        extra = -(-int(cost * self.sample_rate / 1000) // 32) * 32
-        safety = block + extra
-        if self.max_latency_ms is not None:
-            budget = int(self.max_latency_ms * self.sample_rate / 1000)
-            floor = self.engine.latency_samples + self.buffer_delay
-            if floor + block > budget:
-                raise ConfigurationError(
-                    f"a latency cap of {self.max_latency_ms:g} ms is below what this model and block "
-                    f"need ({1000 * (floor + block) / self.sample_rate:.1f} ms)")
-            safety = min(safety, budget - floor)
-        return safety
+        # What a hop may need once the stream runs: the warm-up runs alone, the stream shares
+        # the machine with the audio threads, so three times the warm-up p99 plus 1 ms.
+        needed_ms = 3.0 * float(np.percentile(self.warmup_ms[WARMUP_HOPS // 4:], 99)) + 1.0
+        if self.host_block is None:
+            # Any block size may come: plan for the largest.
+            return self.max_block + -(-int(needed_ms * self.sample_rate / 1000) // 32) * 32
+        block, hop, floor = self.host_block, self.hop, self.engine.latency_samples
+        budget = None if self.max_latency_ms is None else int(self.max_latency_ms * self.sample_rate / 1000)
+        first = self.buffer_delay + 1
+        best, best_slack = None, 0
+        last = first + hop + 8 * block if budget is None else budget - floor
+        for prefill in range(first, last + 1):
+            slack = worst_slack(prefill, block, hop)
+            if slack > best_slack:
+                best, best_slack = prefill, slack
+                if slack * block * 1000 / self.sample_rate >= needed_ms:
+                    break
+        if best is None:
+            shortest = next(prefill for prefill in range(first, first + hop + 2 * block)
+                            if worst_slack(prefill, block, hop) >= 1)
+            raise ConfigurationError(
+                f"a latency cap of {self.max_latency_ms:g} ms is below what this model and block "
+                f"need ({1000 * (floor + shortest) / self.sample_rate:.1f} ms)")
+        return best - self.buffer_delay
 
     def _touch_kernels(self) -> None:
         channels = self.channels

@@ -184,3 +184,20 @@ def test_latency_cap_limits_the_safety_buffer():
     processor.configure(RATE, 1)
     assert processor.latency_samples <= int(21.5 * RATE / 1000)
     assert processor.safety >= 128
+
+
+def test_worst_slack_counts_whole_host_periods_the_worker_gets():
+    from samstream.stream.live import worst_slack
+    # 128-sample periods, 256-sample hops: a hop's answer is needed one period after its input
+    # completes until the primed output reaches a whole extra period (384 samples), then two.
+    assert [worst_slack(prefill, 128, 256) for prefill in (256, 352, 383, 384, 511, 512)] == [1, 1, 1, 2, 2, 3]
+    # A period longer than the hop: with less than a period primed the worker gets no time at all.
+    assert worst_slack(441, 441, 256) == 0 and worst_slack(700, 441, 256) >= 1
+
+
+def test_the_safety_buffer_buys_whole_periods_and_no_wasted_samples():
+    processor = LiveProcessor(StftEngine(1024, 256), host_block=128, max_latency_ms=25)
+    processor.configure(RATE, 1)
+    prefill = processor.buffer_delay + processor.safety
+    assert prefill % 128 == 0, "samples short of a whole period add latency and no time"
+    assert processor.latency_samples <= 1200
