@@ -49,6 +49,7 @@ from .scheduler import buffer_delay
 # that a status request sorts them in well under a hop.
 TIMING_SLOTS = 1 << 13
 WARMUP_HOPS = 96
+WORKER_WARMUP_HOPS = 8
 DEFAULT_INPUT_LIMIT = 4.0
 
 
@@ -307,11 +308,21 @@ class LiveProcessor:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
         self._running = True
-        self._thread = threading.Thread(target=self._work, name="samstream-worker", daemon=True)
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(ready,), name="samstream-worker", daemon=True)
         self._thread.start()
+        ready.wait(timeout=30)
 
-    def _work(self) -> None:
+    def _work(self, ready: threading.Event) -> None:
         self.realtime_priority = raise_priority()
+        # The first hops a new thread runs are slow (the runtime's per-thread set-up): run
+        # them here, on silence, before the first callback can be waiting for them.
+        for _ in range(WORKER_WARMUP_HOPS):
+            self.engine.process(self._dry, self._target)
+        self.engine.reset()
+        self._dry[:] = 0.0
+        self._target[:] = 0.0
+        ready.set()
         while self._running:
             ready, _, _ = select.select([self._wake_read], [], [], 0.05)
             if ready:
