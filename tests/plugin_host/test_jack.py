@@ -230,7 +230,10 @@ def test_pyaudio_on_jacks_host_api_streams_through_the_bridge(jack_env):
     backend.prepare()
     backend.start()
     try:
-        time.sleep(1.0)
+        # PortAudio's JACK client can take a moment to start on a busy machine: wait for hops.
+        deadline = time.monotonic() + 15
+        while bridge.status()["hops"] <= 100 and time.monotonic() < deadline:
+            time.sleep(0.1)
         clients = subprocess.run(["jack_lsp", "-s", name], env=environment, capture_output=True, text=True).stdout
         assert "PortAudio" in clients or "python" in clients.lower(), clients
         status = bridge.status()
