@@ -68,18 +68,22 @@ def test_unthreaded_stream_equals_offline_shifted_by_reported_latency(host_block
 
 
 def test_threaded_paced_impulse_comes_out_at_the_reported_latency():
-    processor = LiveProcessor(StftEngine(1024, 256), host_block=128)
-    processor.configure(RATE, 1)
-    assert processor.safety >= 128, "the callback never waits, so the worker needs at least a block"
-    processor.set_weights(0.0, 1.0, 0.0, 1.0)  # through the engine, not the dry path
-    processor.start()
-    try:
-        signal = np.zeros((1, RATE // 2), np.float32)
-        signal[0, 5000] = 1.0
-        output, misses = stream_through(processor, signal, constant(128), pace=True)
-    finally:
-        processor.stop()
-    assert not misses[5000:5000 + processor.latency_samples + 128].any(), "machine too busy to judge"
+    signal = np.zeros((1, RATE // 2), np.float32)
+    signal[0, 5000] = 1.0
+    # A shared machine can stall right at the impulse (a counted miss bridged by the dry
+    # signal, which carries the impulse too); a clean run is needed to judge, so up to three.
+    for _ in range(3):
+        processor = LiveProcessor(StftEngine(1024, 256), host_block=128)
+        processor.configure(RATE, 1)
+        assert processor.safety >= 128, "the callback never waits, so the worker needs at least a block"
+        processor.set_weights(0.0, 1.0, 0.0, 1.0)  # through the engine, not the dry path
+        processor.start()
+        try:
+            output, misses = stream_through(processor, signal, constant(128), pace=True)
+        finally:
+            processor.stop()
+        if not misses[5000:5000 + processor.latency_samples + 128].any():
+            break
     assert int(np.argmax(np.abs(output[0]))) - 5000 == processor.latency_samples
     assert measure_delay(signal[0], output[0]) == processor.latency_samples
 
@@ -112,7 +116,7 @@ class StallingEngine(Engine):
 
 def test_a_late_hop_is_a_counted_miss_bridged_by_the_dry_signal_without_a_click():
     engine = StallingEngine(256, stall_hops={60}, stall_seconds=0.03)
-    processor = LiveProcessor(engine, host_block=128, safety=128)
+    processor = LiveProcessor(engine, host_block=128, safety=384)  # 2 periods + slack; the stall is 30 ms
     processor.configure(RATE, 1)
     engine.armed = True
     # Model output differs from the dry signal (half the dry), so the switch would show.
