@@ -21,9 +21,9 @@ import torch
 import torch.distributed as distributed
 from tqdm import tqdm
 
-from .checkpoint import count_parameters, save_checkpoint
+from .checkpoint import count_parameters, load_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .flow import flow_matching_loss, generate_masks, spectra
+from .flow import Conditioning, flow_matching_loss, generate_masks, spectra
 from .metrics import si_sdr
 from .prompts import PromptSampler, TrainingExample
 from .torch_dsp import istft
@@ -47,15 +47,45 @@ class TrainSettings:
     threads: int = 0  # 0: torch's default
 
 
-def separate_batch(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> np.ndarray:
-    """Torch reference separation of whole examples -> target waveforms (B, n)."""
+def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,
+                       noise: torch.Tensor | None = None) -> np.ndarray:
+    """Torch reference separation of whole (B, n) mixtures -> target waveforms (B, n)."""
     config = model.config
-    mixture = torch.from_numpy(np.stack([example.mixture for example in examples]))
     spectrum = spectra(mixture, config)
-    conditioning = PromptSampler.stack([example.conditioning for example in examples], config)
-    masks = generate_masks(model, spectrum, conditioning, steps)
+    masks = generate_masks(model, spectrum, conditioning, steps, noise)
     complex_spectrum = torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]) * masks
     return istft(complex_spectrum.transpose(-1, -2), config.stft.n_fft, config.stft.hop, mixture.shape[-1]).numpy()
+
+
+def separate_batch(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> np.ndarray:
+    """Torch reference separation of whole training examples -> target waveforms (B, n)."""
+    mixture = torch.from_numpy(np.stack([example.mixture for example in examples]))
+    conditioning = PromptSampler.stack([example.conditioning for example in examples], model.config)
+    return separate_waveforms(model, mixture, conditioning, steps)
+
+
+class Teacher:
+    """The multi-step teacher: the torch network integrated with ``flow.teacher_steps`` Euler steps.
+
+    It starts from the very noise the ONNX graphs draw for the same seed, so at one or two
+    steps it computes what the students' offline path computes, and the teacher's figures
+    differ from theirs by the steps alone.
+    """
+
+    def __init__(self, directory: Path, steps: int | None = None):
+        self.model = load_checkpoint(directory)
+        self.steps = steps or self.model.config.flow.teacher_steps or 16
+
+    def separate(self, mixture: np.ndarray, embedding: np.ndarray | None, seed: int = 0) -> np.ndarray:
+        """(n,) mixture at the model's rate -> (n,) target."""
+        config = self.model.config
+        signal = torch.from_numpy(np.asarray(mixture, np.float32)[None])
+        frames = spectra(signal, config).shape[1]
+        conditioning = Conditioning.empty(config, 1, frames)
+        if embedding is not None:
+            conditioning.text = torch.from_numpy(np.array(embedding, np.float32)[None])
+        noise = np.random.default_rng(seed).standard_normal((1, frames, 2 * config.stft.n_bins), dtype=np.float32)
+        return separate_waveforms(self.model, signal, conditioning, self.steps, torch.from_numpy(noise))[0]
 
 
 def validation_figures(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> dict[str, float]:

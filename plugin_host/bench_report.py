@@ -210,41 +210,6 @@ def load_mixture(folder: Path, item: dict, rate: int) -> Mixture:
 
 # -- the model's runs ------------------------------------------------------------------
 
-class Teacher:
-    """The multi-step teacher: the torch network integrated with ``flow.teacher_steps`` Euler steps.
-
-    It starts from the very noise the ONNX graphs draw for the same seed, so at one or two
-    steps it computes what the students' offline path computes, and the teacher's figures
-    differ from theirs by the steps alone.
-    """
-
-    def __init__(self, directory: Path, encoder, steps: int | None = None):
-        import torch
-
-        from samstream.models.checkpoint import load_checkpoint
-
-        self.torch = torch
-        self.model = load_checkpoint(directory)
-        self.steps = steps or self.model.config.flow.teacher_steps or 16
-        self.encoder = encoder
-
-    def separate(self, mixture: Mixture, seed: int = 0) -> np.ndarray:
-        from samstream.models.flow import Conditioning, generate_masks, spectra
-        from samstream.models.torch_dsp import istft
-
-        torch, config = self.torch, self.model.config
-        spectrum = spectra(torch.from_numpy(mixture.mixture[None].astype(np.float32)), config)
-        frames = spectrum.shape[1]
-        conditioning = Conditioning.empty(config, 1, frames)
-        embedding = self.encoder.encode(mixture.caption)
-        if embedding is not None:
-            conditioning.text = torch.from_numpy(np.array(embedding, np.float32)[None])
-        noise = np.random.default_rng(seed).standard_normal((1, frames, 2 * config.stft.n_bins), dtype=np.float32)
-        masks = generate_masks(self.model, spectrum, conditioning, self.steps, torch.from_numpy(noise))
-        target = torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]) * masks
-        return istft(target.transpose(-1, -2), config.stft.n_fft, config.stft.hop, len(mixture.mixture))[0].numpy()
-
-
 def hop_times_ms(model_dir: Path, steps: int, embedding: np.ndarray | None, signal: np.ndarray) -> tuple[np.ndarray,
                                                                                                           int]:
     """Per-hop compute of the live path (STFT -> hop graph -> mask -> ISTFT) over one mixture."""
@@ -284,7 +249,9 @@ def evaluate(arguments) -> dict:
     rate, n_fft, hop = config.stft.sample_rate, config.stft.n_fft, config.stft.hop
     encoder = TextEncoder.load()
     try:
-        teacher = Teacher(Path(arguments.teacher) if arguments.teacher else model_dir, encoder)
+        # The teacher is the torch network: the training half of models, imported only here.
+        from samstream.models.train import Teacher
+        teacher = Teacher(Path(arguments.teacher) if arguments.teacher else model_dir)
     except ImportError:  # a serving-only install has no torch: the report goes on without the teacher
         teacher = None
     rows, seconds, audio_seconds, examples = [], defaultdict(float), defaultdict(float), {}
@@ -298,7 +265,7 @@ def evaluate(arguments) -> dict:
         estimates = {"oracle_irm": oracle_ratio_mask(mixture.target, mixture.interferer, n_fft, hop)}
         if teacher is not None:
             clock = time.perf_counter()
-            estimates["teacher"] = teacher.separate(mixture)
+            estimates["teacher"] = teacher.separate(mixture.mixture, embedding)
             seconds["teacher"] += time.perf_counter() - clock
             audio_seconds["teacher"] += duration
         for steps in (1, 2):

@@ -115,13 +115,13 @@ def test_the_torch_teacher_at_one_step_computes_what_the_onnx_student_computes()
     pytest.importorskip("torch")
     from samstream.models.separate import DEFAULT_MODEL_DIR, separate
     from samstream.models.text_encoder import TextEncoder
-    from samstream.plugin_host.bench_report import Teacher
+    from samstream.models.train import Teacher
 
     speech = read_audio("examples/speech_hum.sources/speech.flac")[0][0, :RATE]
     hum = read_audio("examples/speech_hum.sources/hum.flac")[0][0, :RATE]
     encoder = TextEncoder.load()
     mixture = Mixture("example", "speech", "hum", "speech", speech + hum, speech, hum)
-    teacher = Teacher(DEFAULT_MODEL_DIR, encoder, steps=1).separate(mixture)
+    teacher = Teacher(DEFAULT_MODEL_DIR, steps=1).separate(mixture.mixture, encoder.encode("speech"))
     student = separate(mixture.mixture[None], RATE, encoder.encode("speech"), steps=1, stream=False).target[0]
     assert np.abs(teacher - student).max() < 1e-4
 
