@@ -237,17 +237,16 @@ def delay_hop(hop_in, hop_out, line, position):
     """hop_out = hop_in delayed by the line's length; ``line`` (channels, delay) holds the tail."""
     channels, hop = hop_in.shape
     delay = line.shape[1]
+    if delay == 0:
+        hop_out[:, :] = hop_in
+        return
     start = position[0]
     for channel in range(channels):
         for index in range(hop):
-            slot = (start + index) % delay if delay > 0 else 0
-            if delay == 0:
-                hop_out[channel, index] = hop_in[channel, index]
-            else:
-                hop_out[channel, index] = line[channel, slot]
-                line[channel, slot] = hop_in[channel, index]
-    if delay > 0:
-        position[0] = (start + hop) % delay
+            slot = (start + index) % delay
+            hop_out[channel, index] = line[channel, slot]
+            line[channel, slot] = hop_in[channel, index]
+    position[0] = (start + hop) % delay
 
 
 @njit(cache=True)

@@ -43,7 +43,7 @@ from samstream.kernels.ring import CLIPPED, NON_FINITE, ring_available, ring_rea
 
 from . import debug
 from .engine import ConfigurationError, Engine
-from .scheduler import buffer_delay
+from .scheduler import HostBlockTiming
 
 # Per-hop times kept for the percentiles: the last ~44 s at a 256-sample hop. Few enough
 # that a status request sorts them in well under a hop.
@@ -105,7 +105,7 @@ def worst_slack(prefill: int, block: int, hop: int) -> int:
     return worst if worst is not None else 0
 
 
-class LiveProcessor:
+class LiveProcessor(HostBlockTiming):
     """Runs ``engine`` behind a real-time callback with a constant, reported latency.
 
     ``host_block``: the block size when the host keeps it fixed (a JACK period); None
@@ -140,14 +140,6 @@ class LiveProcessor:
         self._weights_lock = threading.Lock()
 
     # configuration ------------------------------------------------------------------
-
-    @property
-    def hop(self) -> int:
-        return self.engine.hop
-
-    @property
-    def buffer_delay(self) -> int:
-        return buffer_delay(self.hop, self.host_block)
 
     @property
     def latency_samples(self) -> int:
@@ -291,9 +283,8 @@ class LiveProcessor:
             self.engine.process(self._hop_in, self._target)
             delay_hop(self._hop_in, self._dry, self._dry_line, self._dry_position)
             mix_hop(self._dry, self._target, self._mixed, self._mix)
-            if not ring_write(self._mixed, state.output_ring):
-                # Only when the callback stopped reading: drop rather than block.
-                pass
+            # A full ring means the callback stopped reading: the hop is dropped rather than waited on.
+            ring_write(self._mixed, state.output_ring)
             elapsed = time.perf_counter_ns() - start
             self._timings[self._hops % TIMING_SLOTS] = elapsed
             if elapsed > self._slowest:

@@ -54,7 +54,22 @@ def buffer_delay(hop: int, host_block: int | None) -> int:
     return hop - gcd(host_block, hop)
 
 
-class BlockScheduler:
+class HostBlockTiming:
+    """The hop and buffer delay of whatever runs ``self.engine`` under host blocks of ``self.host_block``."""
+
+    engine: Engine
+    host_block: int | None
+
+    @property
+    def hop(self) -> int:
+        return self.engine.hop
+
+    @property
+    def buffer_delay(self) -> int:
+        return buffer_delay(self.hop, self.host_block)
+
+
+class BlockScheduler(HostBlockTiming):
     """Runs an ``Engine`` under a host that calls back with blocks of any size.
 
     ``host_block``: the block size when the host promises to keep it fixed (JACK's
@@ -73,14 +88,6 @@ class BlockScheduler:
         self.input_limit = float(input_limit)
         self.channels = 0
         self.max_block = 0
-
-    @property
-    def hop(self) -> int:
-        return self.engine.hop
-
-    @property
-    def buffer_delay(self) -> int:
-        return buffer_delay(self.hop, self.host_block)
 
     @property
     def latency_samples(self) -> int:
