@@ -330,3 +330,25 @@ def token_matches(expected: str | None, given) -> bool:
     if not expected:
         return True
     return isinstance(given, str) and hmac.compare_digest(expected.encode(), given.encode())
+
+
+class TokenBucket:
+    """``rate`` messages a second on average, bursts of up to ``burst`` (default: ``rate``)."""
+
+    def __init__(self, rate: float, burst: float | None = None, now: float = 0.0):
+        self.rate = float(rate)
+        self.burst = float(rate if burst is None else burst)
+        self.tokens = self.burst
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; ``now`` on a monotonic clock, in seconds."""
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        allowed = tokens >= 1.0
+        self.tokens = tokens - 1.0 if allowed else tokens
+        return allowed
+
+    def is_full(self, now: float) -> bool:
+        """Refilled by ``now``: a bucket in this state is no different from a new one."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst

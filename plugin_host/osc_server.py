@@ -36,7 +36,7 @@ from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.parsing import osc_types
 
-from .control import ControlError, Controller, check_bind, token_matches
+from .control import ControlError, Controller, TokenBucket, check_bind, token_matches
 
 MAX_DATAGRAM = 8192
 MAX_SUBSCRIBERS = 32
@@ -67,17 +67,13 @@ class _Limiter:
         if bucket is None:
             if len(self._buckets) >= self.cap:
                 self._prune(now)
-            bucket = self._buckets[key] = [self.burst, now]
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        bucket[0] = tokens - 1 if tokens >= 1 else tokens
-        return tokens >= 1
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
 
     def _prune(self, now: float) -> None:
         # A bucket that has refilled is indistinguishable from a new one: forgetting it is free.
         # Spoofed source addresses could still fill the table, so past that it starts over.
-        full = [key for key, (tokens, stamp) in self._buckets.items()
-                if tokens + (now - stamp) * self.rate >= self.burst]
+        full = [key for key, bucket in self._buckets.items() if bucket.is_full(now)]
         for key in full:
             del self._buckets[key]
         if len(self._buckets) >= self.cap:

@@ -35,7 +35,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING
 
-from samstream.plugin_host.control import LOOPBACK_HOSTS, ControlError, Controller, check_bind, token_matches
+from samstream.plugin_host.control import (
+    LOOPBACK_HOSTS,
+    ControlError,
+    Controller,
+    TokenBucket,
+    check_bind,
+    token_matches,
+)
 
 PAGE_PATH = Path(__file__).parent / "assets" / "control.html"
 METER_STATUS_FIELDS = ("latency_ms", "xruns", "misses")
@@ -63,29 +70,11 @@ def _dumps(message: dict) -> str:
     return json.dumps(_finite(message), allow_nan=False, separators=(",", ":"))
 
 
-class _Bucket:
-    """Token bucket: ``rate`` per second on average, bursts up to ``rate``."""
-
-    def __init__(self, rate: float):
-        self.rate = float(rate)
-        self.tokens = float(rate)
-        self.stamp = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
 class _Client:
     def __init__(self, connection: ServerConnection, rate_per_second: float):
         self.connection = connection
-        self.messages = _Bucket(rate_per_second)
-        self.errors = _Bucket(ERRORS_PER_SECOND)
+        self.messages = TokenBucket(rate_per_second, now=time.monotonic())
+        self.errors = TokenBucket(ERRORS_PER_SECOND, now=time.monotonic())
         self.subscribed = False
 
 
@@ -262,7 +251,7 @@ class WebSocketServer:
 
     def _answer(self, client: _Client, frame) -> dict | None:
         """The reply to one frame (None: nothing to say). Errors go through their own rate limit."""
-        if not client.messages.take():
+        if not client.messages.take(time.monotonic()):
             reason = f"rate limit: at most {self.rate_per_second:g} messages per second; message dropped"
             return self._error(client, reason)
         try:
@@ -273,7 +262,7 @@ class WebSocketServer:
             return self._error(client, f"not applied: {type(error).__name__}: {str(error)[:160]}")
 
     def _error(self, client: _Client, reason: str) -> dict | None:
-        return {"op": "error", "reason": reason} if client.errors.take() else None
+        return {"op": "error", "reason": reason} if client.errors.take(time.monotonic()) else None
 
     def _dispatch(self, client: _Client, frame) -> dict | None:
         if not isinstance(frame, str):
