@@ -213,7 +213,7 @@ class LiveBridge:
         if positive:
             self._prompt_jobs.put(("example", first, last))
         else:
-            self._anchor_spans.append((first, last, ANCHOR_NEGATIVE))
+            self._add_anchor_span(first, last, ANCHOR_NEGATIVE)
 
     def set_capture(self, holding: bool) -> None:
         now = self.processor.stream_samples()
@@ -222,8 +222,14 @@ class LiveBridge:
                 self._capture_start = now
         elif self._capture_start is not None:
             first, self._capture_start = self._capture_start, None
-            self._anchor_spans.append((first, now, ANCHOR_POSITIVE))
+            self._add_anchor_span(first, now, ANCHOR_POSITIVE)
             self._prompt_jobs.put(("example", first, now))
+
+    def _add_anchor_span(self, first: int, stop: int, anchor: int) -> None:
+        # The worker scans these every hop: spans the stream has passed are dropped here, and the
+        # list is replaced whole, so the worker never sees one half-changed.
+        now = self.processor.stream_samples()
+        self._anchor_spans = [span for span in self._anchor_spans if span[1] > now] + [(first, stop, anchor)]
 
     def set_visual_box(self, box: tuple[float, float, float, float]) -> None:
         self._note("visual box stored; no video source is attached, so it does not steer the model yet")
