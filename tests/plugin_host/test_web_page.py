@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,14 @@ def test_controls_drive_the_controller(page, controller, recording_target):
     mix.send_keys(*[Keys.ARROW_RIGHT] * 5)
     until(page, lambda: controller.state()["/sam/mix"] == pytest.approx(0.05), "the mix never went to 0.05")
     wait_text(page, "mix-value", "0.05")  # the label follows the slider on its own event
+    # The echoes of 0.01..0.04 must not pull the slider back under the user's keys.
+    time.sleep(0.6)
+    assert controller.state()["/sam/mix"] == pytest.approx(0.05)
+    assert mix.get_attribute("value") == "0.05"
+    assert text_of(page, "mix-value") == "0.05"
+    controller.apply("/sam/mix", [0.5])  # once the user's hand is off, other surfaces' changes show
+    wait_text(page, "mix-value", "0.50")
+    assert mix.get_attribute("value") == "0.5"
 
     page.find_element(By.ID, "bypass").click()
     until(page, lambda: controller.state()["/sam/bypass"] == 1, "bypass never switched on")
