@@ -97,6 +97,22 @@ def export_hop(model: SeparationDiT, steps: int, path: Path) -> Path:
     return path
 
 
+# The axis of every input and output that counts streams; ``ages`` is shared by all rows.
+BATCH_AXES = {**{name: {0: "streams"} for name in [*INPUT_NAMES, "target_mask"]
+                 if name not in ("key_cache", "value_cache", "ages")},
+              **{name: {1: "streams"} for name in ("key_cache", "value_cache", "new_keys", "new_values")}}
+
+
+def export_batched_hop(model: SeparationDiT, steps: int, path: Path) -> Path:
+    """The hop graph with a free stream axis: many streams, one call per hop (``models.batched_runtime``)."""
+    model = model.eval()
+    with torch.no_grad():
+        torch.onnx.export(HopGraph(model, steps), example_inputs(model, steps, batch=2), str(path),
+                          input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, dynamic_axes=BATCH_AXES,
+                          opset_version=OPSET, dynamo=False)
+    return path
+
+
 def weights_digest(checkpoint_dir: Path) -> str:
     return hashlib.sha256((Path(checkpoint_dir) / WEIGHTS_NAME).read_bytes()).hexdigest()
 
@@ -125,8 +141,8 @@ def quantize_hop(path: Path, out_path: Path) -> Path:
 
 
 def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
-    """checkpoint (config.json + weights) -> a serving folder: hop_{steps}.onnx, sequence_{steps}.onnx,
-    config.json and serving.json naming them."""
+    """checkpoint (config.json + weights) -> a serving folder: hop_{steps}.onnx (+ _int8, + _batched),
+    sequence_{steps}.onnx, config.json and serving.json naming them."""
     model = load_checkpoint(checkpoint_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,6 +150,7 @@ def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
     path = export_hop(model, steps, out_dir / f"hop_{steps}.onnx")
     quantized = quantize_hop(path, out_dir / f"hop_{steps}_int8.onnx")
     sequence = export_sequence(model, steps, out_dir / f"sequence_{steps}.onnx")
+    batched = export_batched_hop(model, steps, out_dir / f"hop_{steps}_batched.onnx")
     manifest_path = out_dir / "serving.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     digest = weights_digest(checkpoint_dir)
@@ -142,5 +159,6 @@ def export_model_dir(checkpoint_dir: Path, out_dir: Path, steps: int) -> Path:
     manifest.setdefault("hop_graphs", {})[str(steps)] = path.name
     manifest.setdefault("int8_hop_graphs", {})[str(steps)] = quantized.name
     manifest.setdefault("sequence_graphs", {})[str(steps)] = sequence.name
+    manifest.setdefault("batched_hop_graphs", {})[str(steps)] = batched.name
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path
