@@ -10,23 +10,46 @@ from __future__ import annotations
 from numba import njit
 
 
+def stream_mean(spectrum_in, stream, channels, column):
+    """(real, imaginary) of one stream's channel mean at one bin; plain Python, compiled for the
+    CPU here and for the device in ``kernels.cuda_streams``, so both do the same arithmetic."""
+    real = 0.0
+    imag = 0.0
+    for channel in range(channels):
+        value = spectrum_in[stream * channels + channel, column]
+        real += value.real
+        imag += value.imag
+    scale = 1.0 / channels
+    return real * scale, imag * scale
+
+
+def stream_gain(target_masks, fade_from, shares, passing, keep_target, stream, column):
+    """One stream's spectral gain at one bin this hop (see ``blend_stream_gains``); shared like ``stream_mean``."""
+    if passing[stream]:
+        gain = 1.0
+    elif keep_target:
+        gain = target_masks[stream, column]
+    else:
+        gain = 1.0 - target_masks[stream, column]
+    share = shares[stream]
+    if share < 1.0:
+        gain = fade_from[stream, column] * (1.0 - share) + gain * share
+    return gain
+
+
+_stream_mean = njit(cache=True)(stream_mean)
+_stream_gain = njit(cache=True)(stream_gain)
+
+
 @njit(cache=True)
 def downmix_streams(spectrum_in, real_imag_out):
     """(S*C, bins) complex -> (S, 2, bins) float: each stream's channel mean as real and imaginary rows."""
-    streams = real_imag_out.shape[0]
-    rows, bins = spectrum_in.shape
-    channels = rows // streams
-    scale = 1.0 / channels
+    streams, _, bins = real_imag_out.shape
+    channels = spectrum_in.shape[0] // streams
     for stream in range(streams):
-        for index in range(bins):
-            real = 0.0
-            imag = 0.0
-            for channel in range(channels):
-                value = spectrum_in[stream * channels + channel, index]
-                real += value.real
-                imag += value.imag
-            real_imag_out[stream, 0, index] = real * scale
-            real_imag_out[stream, 1, index] = imag * scale
+        for column in range(bins):
+            real_imag_out[stream, 0, column], real_imag_out[stream, 1, column] = _stream_mean(
+                spectrum_in, stream, channels, column)
 
 
 @njit(cache=True)
@@ -39,17 +62,9 @@ def blend_stream_gains(target_masks, fade_from, shares, passing, keep_target, ga
     """
     streams, bins = gains_out.shape
     for stream in range(streams):
-        share = shares[stream]
-        for index in range(bins):
-            if passing[stream]:
-                gain = 1.0
-            elif keep_target:
-                gain = target_masks[stream, index]
-            else:
-                gain = 1.0 - target_masks[stream, index]
-            if share < 1.0:
-                gain = fade_from[stream, index] * (1.0 - share) + gain * share
-            gains_out[stream, index] = gain
+        for column in range(bins):
+            gains_out[stream, column] = _stream_gain(target_masks, fade_from, shares, passing, keep_target,
+                                                     stream, column)
 
 
 @njit(cache=True)
