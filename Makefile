@@ -1,4 +1,4 @@
-.PHONY: demo test setup-serve setup-test bench
+.PHONY: demo test setup-serve setup-test bench report
 
 demo: setup-serve
 	.venv/bin/samstream demo
@@ -9,6 +9,12 @@ test: setup-test
 
 bench: setup-test
 	.venv/bin/samstream bench --kernels
+
+# The separation report with the judge's correlation, from nothing: corpus (about 11 min
+# the first time), then `samstream bench` on its validation set.
+report: setup-test
+	@test -f data/corpus/validation/index.jsonl || .venv/bin/samstream data build
+	.venv/bin/samstream bench
 
 setup-serve:
 	@bash scripts/setup.sh serve

@@ -101,3 +101,45 @@ class ModelConfig:
     @classmethod
     def load(cls, path: Path) -> ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The reference-free judge: (mixture, estimate, prompt) -> predicted SI-SDR of the estimate, dB.
+
+    It looks at ERB band levels of the mixture, the estimate and what the estimate left
+    behind, frame by frame, at a coarser STFT than the separator's (it needs levels, not
+    phase), and at the text prompt; it sees no reference.
+    """
+
+    sample_rate: int = 48000
+    n_fft: int = 1024
+    hop: int = 512
+    n_bands: int = 32
+    width: int = 64
+    text_dim: int = 384
+    kernel_frames: int = 5  # temporal context of the frame encoder: 5 frames = 53 ms
+    window_seconds: float = 3.0  # what one judgement covers, live and in training
+    score_floor_db: float = -30.0  # training targets are clipped to this range
+    score_ceiling_db: float = 30.0
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def feature_dim(self) -> int:
+        return 3 * self.n_bands
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.window_seconds * self.sample_rate)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JudgeConfig:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"judge config format_version {data.get('format_version')!r} is not {FORMAT_VERSION}")
+        unknown = set(data) - {item.name for item in fields(cls)}
+        if unknown:
+            raise ValueError(f"judge config has unknown keys: {sorted(unknown)}")
+        return cls(**data)

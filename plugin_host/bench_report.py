@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from samstream.models.metrics import sdr, si_sdr
-from samstream.stream.offline import analyze_frames, synthesize_frames
+from samstream.models.metrics import istft_frames, oracle_ratio_mask, sdr, si_sdr, spearman, stft_frames
 
 SCHEMA = "samstream-bench/1"
+MODEL_METHODS = ("teacher", "offline_1", "offline_2", "streamed_1", "streamed_2")
 METHODS = ("oracle_irm", "teacher", "offline_1", "offline_2", "streamed_1", "streamed_2", "spectral_gating", "hpss")
 LABELS = {"oracle_irm": "oracle IRM", "teacher": "teacher", "offline_1": "1 step", "offline_2": "2 steps",
           "streamed_1": "1 step live", "streamed_2": "2 steps live", "spectral_gating": "spectral gating",
@@ -60,26 +60,6 @@ def is_harmonic(name: str) -> bool:
 
 
 # -- signals and metrics ---------------------------------------------------------------
-
-def stft_frames(signal: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """(n,) -> (frames, bins): the stream's own frames, up to the last one that holds a sample."""
-    frames = -(-(len(signal) + n_fft - hop) // hop)
-    return analyze_frames(np.asarray(signal, np.float32)[None], n_fft, hop, frames)[0]
-
-
-def istft_frames(spectrum: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
-    """(frames, bins) -> (length,), aligned with ``stft_frames``'s input (the stream's delay removed)."""
-    return synthesize_frames(spectrum[None], n_fft, hop)[0, n_fft - hop:n_fft - hop + length]
-
-
-def oracle_ratio_mask(target: np.ndarray, interferer: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """The target estimated by the ideal ratio mask at this STFT: what a perfect mask model reaches."""
-    target_spectrum = stft_frames(target, n_fft, hop)
-    interferer_spectrum = stft_frames(interferer, n_fft, hop)
-    power = np.abs(target_spectrum) ** 2
-    mask = power / (power + np.abs(interferer_spectrum) ** 2 + 1e-12)
-    return istft_frames((target_spectrum + interferer_spectrum) * mask, n_fft, hop, len(target))
-
 
 def improvements(estimate: np.ndarray, target: np.ndarray, mixture: np.ndarray, metric=si_sdr) -> tuple[float, float]:
     """(extract, remove): the metric's gain over the mixture, of the target and of the residual."""
@@ -254,6 +234,7 @@ def evaluate(arguments) -> dict:
         teacher = Teacher(Path(arguments.teacher) if arguments.teacher else model_dir)
     except ImportError:  # a serving-only install has no torch: the report goes on without the teacher
         teacher = None
+    judge = load_judge(arguments)
     rows, seconds, audio_seconds, examples = [], defaultdict(float), defaultdict(float), {}
     started = time.time()
     for position, item in enumerate(items):
@@ -279,6 +260,10 @@ def evaluate(arguments) -> dict:
                 estimates[f"{mode}_{steps}"] = separation.target[0]
         estimates.update(baseline_estimates(mixture, n_fft, hop))
         row["scores"] = {method: scores(estimates[method], mixture) for method in METHODS if method in estimates}
+        if judge is not None:
+            row["judge"] = {method: [round(judge.judge(mixture.mixture, estimates[method], embedding).score_db, 3),
+                                     round(si_sdr(estimates[method], mixture.target), 3)]
+                            for method in METHODS if method in estimates}
         rows.append(row)
         if not examples or (mixture.target_class == "speech" and examples["class"] != "speech"):
             examples = {"class": mixture.target_class, "caption": mixture.caption, "mixture": mixture.mixture,
@@ -293,13 +278,42 @@ def evaluate(arguments) -> dict:
         times, latency = hop_times_ms(model_dir, steps, encoder.encode(first.caption), first.mixture)
         hops[str(steps)] = times
     settings = {"index": str(index), "model": str(model_dir), "teacher": str(arguments.teacher or model_dir),
+                "judge": str(judge.folder) if judge is not None else None,
                 "teacher_steps": teacher and teacher.steps, "per_class": arguments.per_class,
                 "streamed": arguments.streamed, "sample_rate": rate, "n_fft": n_fft, "hop": hop}
     return summarise(rows, settings, latency, hops, {key: seconds[key] / audio_seconds[key] for key in seconds},
                      time.time() - started) | {"_examples": examples, "_hop_times": hops}
 
 
+def load_judge(arguments):
+    from samstream.models.judge import Judge, JudgeFolderError
+
+    try:
+        return Judge(Path(arguments.judge) if getattr(arguments, "judge", None) else None)
+    except JudgeFolderError as error:
+        print(f"no judge in the report: {error}")
+        return None
+
+
 # -- summaries ---------------------------------------------------------------------------
+
+def judge_summary(rows: list[dict]) -> dict | None:
+    """How well the judge's predicted SI-SDR ranks the true SI-SDR of every estimate in the report."""
+    pairs = [(method, *values) for row in rows for method, values in row.get("judge", {}).items()]
+    if len(pairs) < 2:
+        return None
+    methods = np.array([method for method, _, _ in pairs])
+    predicted = np.array([value for _, value, _ in pairs])
+    truth = np.array([value for _, _, value in pairs])
+    models = np.isin(methods, MODEL_METHODS)
+    return {"estimates": len(pairs), "spearman": round(spearman(predicted, truth), 4),
+            "spearman_model_outputs": round(spearman(predicted[models], truth[models]), 4),
+            "mean_abs_error_db": round(float(np.mean(np.abs(predicted - truth))), 3),
+            "per_method": {method: {"count": int((methods == method).sum()),
+                                    "predicted_db": round(float(predicted[methods == method].mean()), 2),
+                                    "true_db": round(float(truth[methods == method].mean()), 2)}
+                           for method in METHODS if method in methods}}
+
 
 def mean_scores(rows: list[dict]) -> dict:
     summary = {}
@@ -339,7 +353,7 @@ def summarise(rows: list[dict], settings: dict, latency: int, hops: dict, real_t
             "streamed_vs_offline": gaps, "baselines": baselines,
             "latency": {"samples": latency, "ms": round(1e3 * latency / settings["sample_rate"], 3)},
             "real_time_factor": {key: round(value, 4) for key, value in sorted(real_time.items())},
-            "hop_compute_ms": hop_ms, "seconds": round(seconds, 1), "rows": rows}
+            "hop_compute_ms": hop_ms, "judge": judge_summary(rows), "seconds": round(seconds, 1), "rows": rows}
 
 
 def pair(values: list[float] | None, signed: bool = True) -> str:
@@ -393,9 +407,25 @@ def markdown(results: dict) -> str:
         else:
             lines.append(f"- {LABELS[method]}: no mixture it applies to in this set.")
     lines += ["", "Spectral gating runs where one source is a stationary noise class, HPSS where a percussive "
-              "class meets a harmonic one; the model's students run on every mixture.", "",
+              "class meets a harmonic one; the model's students run on every mixture.", ""]
+    lines += judge_lines(results.get("judge"), settings.get("judge"))
+    lines += ["",
               f"Took {results['seconds']:.0f} s. Plots: per_class_si_sdri.png, hop_compute.png, spectrograms.png.", ""]
     return "\n".join(lines)
+
+
+def judge_lines(judge: dict | None, folder: str | None) -> list[str]:
+    if judge is None:
+        return ["## Judge", "", "No judge was available, so no estimate was judged.", ""]
+    lines = ["## Judge", "",
+             f"The reference-free judge (`{folder}`) predicted the SI-SDR of every estimate above without "
+             f"the reference. Spearman rank correlation with the true SI-SDR: **{judge['spearman']:+.3f}** over "
+             f"all {judge['estimates']} estimates, {judge['spearman_model_outputs']:+.3f} over the model's own "
+             f"(teacher and students); mean absolute error {judge['mean_abs_error_db']:.2f} dB.", "",
+             "| method | estimates | true SI-SDR | judged |", "|---|---|---|---|"]
+    lines += [f"| {LABELS[method]} | {figures['count']} | {figures['true_db']:+.2f} | {figures['predicted_db']:+.2f} |"
+              for method, figures in judge["per_method"].items()]
+    return [*lines, ""]
 
 
 # -- files -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from samstream.stream.engine import ConfigurationError, StftEngine
 from samstream.stream.live import LiveProcessor
 
 from .control import Controller, MixSettings
+from .live_judge import LiveJudge
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 HISTORY_SECONDS = 30.0
@@ -75,7 +76,7 @@ class LiveBridge:
     def __init__(self, model_dir: Path | None = None, *, steps: int | None = None, host_block: int | None = None,
                  max_block: int = 4096, threaded: bool = True, crossfade_ms: float = 20.0,
                  max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None, device: str = "cpu",
-                 variant: str = "fp32"):
+                 variant: str = "fp32", judge_dir: Path | None = None, judge: bool = True):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         config, serving = load_serving_config(self.model_dir)
         self.config = config
@@ -116,6 +117,12 @@ class LiveBridge:
         self._prompt_sent_at: float | None = None
         # From a text prompt's arrival to the first hop that runs with it (encoding included).
         self.prompt_switch_ms: float | None = None
+        self.judge: LiveJudge | None = None
+        if judge:
+            try:
+                self.judge = LiveJudge(judge_dir)
+            except ValueError as error:  # no judge folder: the stream runs, the confidence reads None
+                self._note(f"no confidence: {error}")
 
     # stream --------------------------------------------------------------------------
 
@@ -134,6 +141,12 @@ class LiveBridge:
         self._history_count = np.zeros(1, np.int64)
         record_history(np.zeros((channels, 4), np.float32), self._history, self._history_count)
         self._history_count[0] = 0
+        if self.judge is not None:
+            try:
+                self.judge.configure(rate, round(self.processor.crossfade_ms * rate / 1000))
+            except ValueError as error:
+                self.judge = None
+                self._note(f"no confidence: {error}")
         self._apply_weights()
 
     def start(self) -> None:
@@ -144,8 +157,12 @@ class LiveBridge:
         self._prompt_thread = threading.Thread(target=self._prompt_work, name="samstream-prompts", daemon=True)
         self._prompt_thread.start()
         self.processor.start()
+        if self.judge is not None:
+            self.judge.start()
 
     def stop(self) -> None:
+        if self.judge is not None:
+            self.judge.stop()
         self.processor.stop()
         if self._prompt_thread is not None:
             self._prompt_jobs.put(None)
@@ -175,6 +192,8 @@ class LiveBridge:
                     anchor = sign
         self.model.set_live_anchor(anchor)
         record_history(self.processor.current_hop, self._history, self._history_count)
+        if self.judge is not None:
+            self.judge.record(*self.processor.previous_aligned_hop)
         if self._prompt_sent_at is not None and not self.model.active.prompt_pending:
             if self._prompt_requested_at is not None:
                 self.prompt_switch_ms = 1000.0 * (time.perf_counter() - self._prompt_requested_at)
@@ -264,6 +283,8 @@ class LiveBridge:
             self._text, self._text_embedding, self._example = "", None, None
         self._prompt_sent_at = time.perf_counter()
         self.model.set_prompt(Prompt(text_embedding=self._text_embedding, example_features=self._example))
+        if self.judge is not None:
+            self.judge.set_prompt(self._text_embedding)
         self._apply_weights()
 
     def _example_from_history(self, first: int, stop: int) -> np.ndarray | None:
@@ -323,7 +344,9 @@ class LiveBridge:
             "passing_through": not prompt,
             "note": "no prompt: audio passes through" if not prompt else "",
             "notes": list(self.notes),
-            "confidence": None,
+            "confidence": self.judge.confidence if self.judge is not None else None,
+            "confidence_db": None if self.judge is None or self.judge.score_db is None
+            else round(self.judge.score_db, 2),
             "prompt_switch_ms": None if self.prompt_switch_ms is None else round(self.prompt_switch_ms, 2),
             "crossfade_ms": self.processor.crossfade_ms,
             "steps": self.model.active.steps,
@@ -337,4 +360,4 @@ class LiveBridge:
         }
 
     def meters(self) -> dict:
-        return {**self.processor.meters_db(), "confidence": None}
+        return {**self.processor.meters_db(), "confidence": self.judge.confidence if self.judge is not None else None}

@@ -10,7 +10,7 @@ import sys
 
 from samstream.stream.engine import ConfigurationError
 
-from . import data_cli, model_cli, separate_cli, serve
+from . import data_cli, judge_cli, model_cli, separate_cli, serve
 from .audio_files import AudioFileError
 
 USER_ERRORS = (AudioFileError, ConfigurationError, ValueError, OSError)
@@ -48,12 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--streamed", type=int, default=4,
                        help="also run the live path on the first N mixtures (default 4)")
     bench.add_argument("--teacher", help="torch checkpoint of the multi-step teacher (default: the --model folder)")
+    bench.add_argument("--judge", help="judge folder whose correlation the report gives (default: the bundled one)")
     bench.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                        help="print B - A of two results.json files, per class and mean")
     separate_cli.register(commands)
     serve.register(commands)
     model_cli.register(commands)
     data_cli.register(commands)
+    judge_cli.register(commands)
     return parser
 
 
@@ -89,6 +91,8 @@ def run(arguments: argparse.Namespace) -> int:
         return model_cli.run_export(arguments)
     elif arguments.command == "data":
         return data_cli.run(arguments)
+    elif arguments.command == "judge":
+        return judge_cli.run(arguments)
     return 0
 
 

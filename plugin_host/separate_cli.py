@@ -28,6 +28,10 @@ def register(commands) -> None:
     separate.add_argument("--steps", type=int, help="flow steps (a hop graph exported for it must exist)")
     separate.add_argument("--stream", action="store_true",
                           help="run the exact live path hop by hop instead of the offline whole-file path")
+    separate.add_argument("--candidates", type=int, default=1, metavar="K",
+                          help="separate with K noise seeds and keep the one the judge scores best (needs --text)")
+    separate.add_argument("--seed", type=int, default=0, help="noise seed (the first of the candidates)")
+    separate.add_argument("--judge", help="judge folder for --candidates (default: the bundled model's judge/)")
     separate.add_argument("--model", default=None, help="serving folder (default: the bundled model)")
     separate.add_argument("-o", "--out", required=True, help="folder for target.wav and residual.wav")
 
@@ -40,11 +44,28 @@ def run(arguments: argparse.Namespace) -> int:
 
     from .audio_files import read_audio, write_audio
 
+    if arguments.candidates < 1:
+        raise ValueError(f"--candidates must be at least 1, got {arguments.candidates}")
+    if arguments.candidates > 1 and not arguments.text.strip():
+        raise ValueError("--candidates needs --text: the judge scores each candidate against the text prompt")
+    judge = None
+    if arguments.candidates > 1:
+        from samstream.models.judge import Judge
+        judge = Judge(Path(arguments.judge) if arguments.judge else None)
     audio, rate = read_audio(arguments.input)
     embedding = TextEncoder.load().encode(arguments.text) if arguments.text.strip() else None
     spans = arguments.span + [replace(span, positive=False) for span in arguments.neg_span]
-    result = separate(audio, rate, embedding, spans=spans, steps=arguments.steps, stream=arguments.stream,
-                      model_dir=Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR)
+    options = {"spans": spans, "steps": arguments.steps, "stream": arguments.stream,
+               "model_dir": Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR}
+    if judge is None:
+        result = separate(audio, rate, embedding, seed=arguments.seed, **options)
+    else:
+        from samstream.models.judge import separate_best_of
+        ranked = separate_best_of(audio, rate, embedding, arguments.candidates, judge, arguments.seed, **options)
+        result = ranked.best
+        listing = ", ".join(f"seed {seed}: {score:+.2f} dB" for seed, score in zip(ranked.seeds, ranked.scores_db,
+                                                                                    strict=True))
+        print(f"judge's predicted SI-SDR per candidate: {listing}; kept seed {ranked.best_seed}")
     out = Path(arguments.out)
     write_audio(out / "target.wav", result.target, rate)
     write_audio(out / "residual.wav", result.residual, rate)

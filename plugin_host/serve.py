@@ -43,6 +43,8 @@ def register(commands) -> None:
     serve.add_argument("--ws-port", type=int, default=9001)
     serve.add_argument("--no-control", action="store_true", help="no OSC or WebSocket server")
     serve.add_argument("--max-latency-ms", type=float, default=25.0, help="cap on the total latency (ms)")
+    serve.add_argument("--judge", help="judge folder for the live confidence (default: the bundled model's judge/)")
+    serve.add_argument("--no-judge", action="store_true", help="no live confidence (saves its CPU share)")
     serve.add_argument("--crossfade-ms", type=float, default=20.0, help="prompt and setting crossfades (ms)")
 
 
@@ -96,7 +98,8 @@ def run(arguments: argparse.Namespace) -> int:
     bridge = LiveBridge(Path(arguments.model) if arguments.model else None, steps=arguments.steps,
                         host_block=host_block_for(arguments), threaded=threaded,
                         crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms,
-                        device=arguments.compute_device, variant="int8" if arguments.int8 else "fp32")
+                        device=arguments.compute_device, variant="int8" if arguments.int8 else "fp32",
+                        judge_dir=Path(arguments.judge) if arguments.judge else None, judge=not arguments.no_judge)
     backend = make_backend(arguments, bridge)
     servers = []
     stop = threading.Event()

@@ -349,6 +349,11 @@ class LiveProcessor(HostBlockTiming):
         """The hop the worker is running now (valid inside ``hop_hook``)."""
         return self._hop_in
 
+    @property
+    def previous_aligned_hop(self) -> tuple[np.ndarray, np.ndarray]:
+        """The last hop's dry input and target, delayed to line up (valid inside ``hop_hook``)."""
+        return self._dry, self._target
+
     # reporting ----------------------------------------------------------------------
 
     def stream_samples(self) -> int:

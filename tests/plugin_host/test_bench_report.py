@@ -184,6 +184,13 @@ def test_the_report_on_a_folder_of_mixtures_holds_every_figure(report):
     assert all(value > 0 for value in results["real_time_factor"].values())
     text = (report / "report.md").read_text()
     assert "| speech |" in text and "oracle IRM" in text and "HPSS" in text
+    # The shipped judge scored every estimate; each row keeps (judged, true) SI-SDR per method.
+    judge = results["judge"]
+    assert judge["estimates"] == sum(len(row["scores"]) for row in results["rows"])
+    assert -1.0 <= judge["spearman"] <= 1.0 and set(judge["per_method"]) == set(METHODS)
+    speech_row = next(row for row in results["rows"] if row["class"] == "speech")
+    assert speech_row["judge"]["oracle_irm"][1] > speech_row["judge"]["offline_1"][1]  # the true figures
+    assert "## Judge" in text and "Spearman" in text
     for name in ("per_class_si_sdri.png", "hop_compute.png", "spectrograms.png"):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -3,6 +3,7 @@
 The model's weights are random (the trained default model is not part of this test), so
 these tests check the plumbing: files, rates, channels, prompts, errors; not quality.
 """
+import re
 import subprocess
 import sys
 
@@ -81,12 +82,31 @@ def test_nan_and_inf_in_the_file_are_replaced_and_counted(model_dir, tmp_path):
     (["examples/speech_hum.flac", "--span", "3:1", "-o", "out/x"], "START < STOP"),
     (["examples/speech_hum.flac", "--span", "abc", "-o", "out/x"], "START:STOP"),
     (["no/such.wav", "--text", "x", "-o", "out/x"], "no such file"),
+    (["examples/speech_hum.flac", "--candidates", "3", "-o", "out/x"], "--candidates needs --text"),
+    (["examples/speech_hum.flac", "--text", "x", "--candidates", "0", "-o", "out/x"], "at least 1"),
+    (["examples/speech_hum.flac", "--text", "x", "--candidates", "2", "--judge", "no/such/judge", "-o", "out/x"],
+     "config.json: missing"),
 ])
 def test_bad_requests_end_in_one_clear_line(arguments, message):
     result = separate(*arguments)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_candidates_are_scored_by_the_shipped_judge_and_the_best_kept(model_dir, tmp_path):
+    result = separate("examples/speech_hum.flac", "--text", "speech", "--model", str(model_dir), "--candidates", "3",
+                      "--seed", "4", "--steps", "2", "-o", str(tmp_path / "best"))
+    assert result.returncode == 0, result.stderr
+    scores = {int(seed): float(score) for seed, score in re.findall(r"seed (\d+): ([+-]\d+\.\d+) dB", result.stdout)}
+    assert set(scores) == {4, 5, 6}
+    kept = int(re.search(r"kept seed (\d+)", result.stdout).group(1))
+    assert scores[kept] == max(scores.values())
+    single = separate("examples/speech_hum.flac", "--text", "speech", "--model", str(model_dir), "--seed", str(kept),
+                      "--steps", "2", "-o", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr
+    np.testing.assert_array_equal(read_audio(tmp_path / "best" / "target.wav")[0],
+                                  read_audio(tmp_path / "single" / "target.wav")[0])
 
 
 def test_spans_become_anchors_and_an_example_embedding(model_dir):

@@ -116,6 +116,7 @@ def test_page_shows_meters_status_and_pushed_state(page, controller, recording_t
     wait_text(page, "latency", "21.3")
     assert text_of(page, "xruns") == "0" and text_of(page, "misses") == "0"
     assert text_of(page, "confidence") == "–"
+    assert "width: 0%" in page.find_element(By.ID, "meter-confidence").get_attribute("style")
     assert "target" in text_of(page, "scope-legend")
     width = page.find_element(By.ID, "meter-target").get_attribute("style")
     assert "66.7%" in width  # -20 dBFS on the 60 dB scale
@@ -123,6 +124,8 @@ def test_page_shows_meters_status_and_pushed_state(page, controller, recording_t
     recording_target.meters = lambda: {"target": -10.0, "residual": float("-inf"), "confidence": 0.875,
                                        "input": -6.0, "output": -12.0}
     wait_text(page, "confidence", "0.88")
+    bar = page.find_element(By.ID, "meter-confidence")
+    assert "87.5%" in bar.get_attribute("style") and "good" in bar.get_attribute("class")
     wait_text(page, "meter-residual-db", "–")  # silence
     until(page, lambda: "input" in text_of(page, "scope-legend"), "the scope never switched to input/output")
 
@@ -193,6 +196,9 @@ def test_page_drives_the_real_live_bridge(browser, tmp_path):
             Select(browser.find_element(By.ID, "mode")).select_by_value("remove")
             until(browser, lambda: bridge.status()["mode"] == "remove", "the mode never reached the bridge")
             until(browser, lambda: text_of(browser, "meter-target-db") not in ("–", ""), "no live meter")
+            # The shipped judge, on the bridge's own rings, drives the confidence meter.
+            until(browser, lambda: text_of(browser, "confidence") not in ("–", ""), "no live confidence")
+            assert 0.0 <= float(text_of(browser, "confidence")) <= 1.0
             until(browser, lambda: text_of(browser, "latency").startswith(f"{bridge.processor.latency_ms:.1f}"),
                   f"latency shows {text_of(browser, 'latency')!r}")
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

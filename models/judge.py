@@ -1,0 +1,180 @@
+"""The reference-free judge, serving half (numpy and ONNX Runtime, no torch).
+
+It answers "how good is this separation?" without the reference: from the mixture, the
+estimate of the target and the text prompt it predicts the SI-SDR of the estimate in dB.
+It drives ``/sam/confidence`` on the live bridge and re-ranks candidates offline
+(``samstream separate --candidates K``).
+
+What it sees, frame by frame (``judge_features``): ERB band levels of the mixture, and how
+much of each band the estimate kept and left behind, all relative to the mixture, so that
+the input level does not matter. The network (``judge_net.py``) pools those over a window
+of a few seconds and conditions on the prompt, because "is this a good estimate?" depends
+on what was asked for.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from samstream.kernels.bands import make_band_state
+from samstream.stream.offline import analyze_frames
+
+from .config import JudgeConfig
+
+DEFAULT_JUDGE_DIR = Path(__file__).resolve().parent / "default" / "judge"
+JUDGE_GRAPH = "judge.onnx"
+RELATIVE_FLOOR_DB = -60.0  # band powers are floored this far below the mixture's mean power
+LEVEL_RANGE_DB = (-80.0, 20.0)
+RATIO_RANGE_DB = (-60.0, 20.0)
+FEATURE_SCALE_DB = 20.0
+CONFIDENCE_SCALE_DB = 5.0  # 0 dB predicted SI-SDR reads 0.5, +10 dB 0.88, -10 dB 0.12
+MIN_WINDOW_SECONDS = 0.5
+
+
+class JudgeFolderError(ValueError):
+    """A judge folder that cannot be used; the message names the file."""
+
+
+def band_weights(config: JudgeConfig) -> np.ndarray:
+    """(n_bins, n_bands): the triangular ERB weights of ``kernels.bands``, each band normalised."""
+    state = make_band_state(config.sample_rate, config.n_fft, config.n_bands, scale="erb")
+    bins = np.arange(len(state.lower_band))
+    weights = np.zeros((len(bins), config.n_bands))
+    weights[bins, state.lower_band] = 1.0 - state.frac
+    inner = state.lower_band < config.n_bands - 1
+    weights[bins[inner], state.lower_band[inner] + 1] = state.frac[inner]
+    return (weights * state.inv_weight_sum[None]).astype(np.float32)
+
+
+def judge_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """(n,) mixture and (n,) target estimate -> (frames, 3 * n_bands) float32.
+
+    Per frame and band: the mixture's level relative to its own mean, the estimate's level
+    relative to the mixture's, and the remainder's (mixture - estimate) relative to the mixture's.
+    """
+    weights = band_weights(config) if weights is None else weights
+    mixture = np.asarray(mixture, np.float32)
+    estimate = np.asarray(estimate, np.float32)
+    if mixture.shape != estimate.shape or mixture.ndim != 1:
+        raise ValueError(f"judge_features needs two (n,) signals of one length, got {mixture.shape} and "
+                         f"{estimate.shape}")
+    signals = np.stack((mixture, estimate, mixture - estimate))
+    frames = max(1, -(-len(mixture) // config.hop))
+    spectra = analyze_frames(signals, config.n_fft, config.hop, frames)
+    powers = (spectra.real ** 2 + spectra.imag ** 2) @ weights  # (3, frames, bands)
+    floor = max(float(powers[0].mean()), 1e-12) * 10.0 ** (RELATIVE_FLOOR_DB / 10.0)
+    levels = 10.0 * np.log10(powers + floor)
+    reference = 10.0 * np.log10(max(float(powers[0].mean()), 1e-12) + floor)
+    mixture_level = np.clip(levels[0] - reference, *LEVEL_RANGE_DB)
+    kept = np.clip(levels[1] - levels[0], *RATIO_RANGE_DB)
+    left = np.clip(levels[2] - levels[0], *RATIO_RANGE_DB)
+    return (np.concatenate((mixture_level, kept, left), axis=1) / FEATURE_SCALE_DB).astype(np.float32)
+
+
+def window_starts(length: int, config: JudgeConfig) -> list[int]:
+    """Where the judged windows of a signal start: whole windows, half overlapping, the last flush
+    with the end; one shorter window when the signal is shorter than a window."""
+    size = config.window_samples
+    if length <= size:
+        return [0]
+    step = size // 2
+    starts = list(range(0, length - size + 1, step))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
+def confidence_of(score_db: float) -> float:
+    """A predicted SI-SDR in dB -> 0..1 for a meter."""
+    return float(1.0 / (1.0 + np.exp(-score_db / CONFIDENCE_SCALE_DB)))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    score_db: float  # predicted SI-SDR of the estimate, mean over the windows
+    window_scores_db: tuple[float, ...]
+    confidence: float  # the score on a 0..1 scale (``confidence_of``)
+
+
+class Judge:
+    """The exported judge on ONNX Runtime; one instance per thread that calls it."""
+
+    def __init__(self, folder: Path | None = None, threads: int = 1):
+        import onnxruntime
+
+        self.folder = Path(folder) if folder is not None else DEFAULT_JUDGE_DIR
+        config_path, graph = self.folder / "config.json", self.folder / JUDGE_GRAPH
+        for path in (config_path, graph):
+            if not path.is_file():
+                raise JudgeFolderError(f"{path}: missing (train one with `samstream judge train`)")
+        try:
+            self.config = JudgeConfig.from_dict(json.loads(config_path.read_text()))
+        except (ValueError, TypeError) as error:
+            raise JudgeFolderError(f"{config_path}: not a judge config ({error})") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own types for a corrupt graph
+            raise JudgeFolderError(f"{graph}: not a usable ONNX graph ({str(error).splitlines()[0]})") from None
+        self.weights = band_weights(self.config)
+
+    def score_features(self, features: np.ndarray, text_embedding: np.ndarray) -> float:
+        """(frames, feature_dim) and (text_dim,) -> predicted SI-SDR in dB."""
+        feeds = {"features": np.ascontiguousarray(features[None], np.float32),
+                 "text": np.ascontiguousarray(np.asarray(text_embedding, np.float32)[None])}
+        return float(self.session.run(None, feeds)[0][0])
+
+    def judge(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray) -> Judgement:
+        """(n,) mixture and target estimate at the judge's rate -> the judgement over its windows."""
+        size = self.config.window_samples
+        scores = []
+        for start in window_starts(len(mixture), self.config):
+            stop = min(start + size, len(mixture))
+            if stop - start < MIN_WINDOW_SECONDS * self.config.sample_rate and scores:
+                continue
+            features = judge_features(mixture[start:stop], estimate[start:stop], self.config, self.weights)
+            scores.append(self.score_features(features, text_embedding))
+        score = float(np.mean(scores))
+        return Judgement(score, tuple(scores), confidence_of(score))
+
+
+@dataclass(frozen=True)
+class RankedSeparation:
+    best: object  # the ``Separation`` the judge scored highest
+    seeds: tuple[int, ...]
+    scores_db: tuple[float, ...]  # the judge's score of each seed's separation, in seed order
+
+    @property
+    def best_seed(self) -> int:
+        return self.seeds[int(np.argmax(self.scores_db))]
+
+
+def separate_best_of(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray, candidates: int,
+                     judge: Judge, first_seed: int = 0, **options) -> RankedSeparation:
+    """Separate with ``candidates`` noise seeds and keep the one the judge scores highest
+    (SAM Audio re-ranks its samples the same way). ``options`` go to ``separate``."""
+    from .separate import change_rate, separate
+
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
+    if text_embedding is None:
+        raise ValueError("re-ranking candidates needs a text prompt: the judge scores against what was asked for")
+    rate = judge.config.sample_rate
+    mixture = change_rate(np.nan_to_num(np.asarray(audio, np.float32)).mean(axis=0, keepdims=True), sample_rate,
+                          rate)[0]
+    best, best_score, seeds, scores = None, -np.inf, [], []
+    for seed in range(first_seed, first_seed + candidates):
+        separation = separate(audio, sample_rate, text_embedding, seed=seed, **options)
+        estimate = change_rate(separation.target.mean(axis=0, keepdims=True), sample_rate, rate)[0]
+        score = judge.judge(mixture, estimate, text_embedding).score_db
+        seeds.append(seed)
+        scores.append(score)
+        if score > best_score:
+            best, best_score = separation, score
+    return RankedSeparation(best, tuple(seeds), tuple(scores))

@@ -1,0 +1,79 @@
+"""The judge's network (training half, torch): band features + prompt -> predicted SI-SDR in dB.
+
+Read top-down: ``JudgeNet`` lifts each frame's band features, lets the prompt scale and
+shift them (the same frame can be a fine estimate of "speech" and a poor one of "piano"),
+mixes a few neighbouring frames with a causal-free convolution (the judge runs on a
+finished window, not on the audio path), pools mean and spread over the window and
+regresses one number. Small on purpose: it runs a few times a second beside the model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import JudgeConfig
+from .judge import JUDGE_GRAPH, JudgeFolderError
+
+WEIGHTS_FILE = "judge.safetensors"
+OPSET = 17
+
+
+class JudgeNet(nn.Module):
+    def __init__(self, config: JudgeConfig):
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.frame_in = nn.Sequential(nn.Linear(config.feature_dim, width), nn.GELU(), nn.Linear(width, width))
+        self.prompt_film = nn.Linear(config.text_dim, 2 * width)
+        self.temporal = nn.Conv1d(width, width, config.kernel_frames, padding=config.kernel_frames // 2)
+        self.prompt_summary = nn.Linear(config.text_dim, width)
+        self.head = nn.Sequential(nn.Linear(3 * width, width), nn.GELU(), nn.Linear(width, 1))
+
+    def forward(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, feature_dim), (batch, text_dim) -> (batch,) dB."""
+        scale, shift = self.prompt_film(text)[:, None].chunk(2, dim=-1)
+        frames = self.frame_in(features) * (1 + scale) + shift
+        frames = frames + self.temporal(nn.functional.gelu(frames).transpose(1, 2)).transpose(1, 2)
+        frames = nn.functional.gelu(frames)
+        pooled = torch.cat((frames.mean(dim=1), frames.std(dim=1, unbiased=False),
+                            self.prompt_summary(text)), dim=-1)
+        return self.head(pooled)[:, 0]
+
+
+def save_judge(model: JudgeNet, folder: Path, extra: dict | None = None) -> None:
+    """config.json + safetensors + the ONNX graph the serving half runs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    save_file({name: value.detach().contiguous() for name, value in model.state_dict().items()},
+              str(folder / WEIGHTS_FILE))
+    if extra:
+        (folder / "training.json").write_text(json.dumps(extra, indent=2) + "\n")
+    export_judge(model, folder / JUDGE_GRAPH)
+
+
+def load_judge(folder: Path) -> JudgeNet:
+    folder = Path(folder)
+    try:
+        config = JudgeConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        model = JudgeNet(config)
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except FileNotFoundError as error:
+        raise JudgeFolderError(f"{error.filename}: missing") from None
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise JudgeFolderError(f"{folder}: not a judge checkpoint ({str(error).splitlines()[0]})") from None
+    return model.eval()
+
+
+def export_judge(model: JudgeNet, path: Path) -> None:
+    config = model.config
+    inputs = (torch.zeros(1, 64, config.feature_dim), torch.zeros(1, config.text_dim))
+    with torch.no_grad():
+        torch.onnx.export(model.eval(), inputs, str(path), input_names=["features", "text"], output_names=["score_db"],
+                          dynamic_axes={"features": {0: "batch", 1: "frames"}, "text": {0: "batch"},
+                                        "score_db": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)

@@ -1,0 +1,234 @@
+"""Training the judge (torch): separations of known quality, made here, and a regression on them.
+
+The judge must rank what the model actually produces, and what it will produce as it
+gets better, so each mixture is separated many ways and the true SI-SDR of each is
+computed against the reference the judge never sees:
+
+- the model at 1 and 2 steps (the ONNX students) and the torch teacher at more steps;
+- earlier checkpoints, which are worse;
+- wrong prompts: another class's caption, and the interferer's own caption;
+- no separation at all (the mixture as the estimate) and the residual given as the target;
+- the ideal ratio mask, the same mask spoiled by noise, and blends of the oracle with the
+  model, which fill the range between what the model does today and the ceiling.
+
+Every 6 s mixture gives two 3 s windows, each with its own label; training mixtures come
+from the corpus's training split and the held-out ones from the validation set (other
+voices, kits and sources), so the reported correlation is on material the judge never saw.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import JudgeConfig
+from .judge import band_weights, judge_features
+from .judge_net import JudgeNet
+from .metrics import ideal_ratio_mask, istft_frames, si_sdr, spearman
+
+WINDOWS_PER_MIXTURE = 1000  # window ids are mixture id * this + the window's number
+SILENT_TARGET_DB = -50.0  # a window whose target is this far below the mixture has no label worth learning
+
+
+@dataclass
+class JudgeMixture:
+    mixture: np.ndarray  # (n,) float32 at 48 kHz
+    target: np.ndarray
+    caption: str
+    target_class: str
+    interferer_class: str
+
+
+@dataclass
+class JudgeSet:
+    features: np.ndarray  # (examples, frames, feature_dim) float16
+    text: np.ndarray  # (examples, text_dim) float32
+    score_db: np.ndarray  # (examples,) true SI-SDR of the estimate, dB
+    kind: np.ndarray  # (examples,) str: how the estimate was made
+    mixture_id: np.ndarray  # (examples,) int: windows of one mixture share it
+    window_id: np.ndarray  # (examples,) int: the estimates of one window share it
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **{name: getattr(self, name) for name in FIELDS})
+
+    @classmethod
+    def load(cls, path: Path) -> JudgeSet:
+        data = np.load(path)
+        return cls(**{name: data[name] for name in FIELDS})
+
+    @classmethod
+    def join(cls, parts: list[JudgeSet]) -> JudgeSet:
+        return cls(**{name: np.concatenate([getattr(part, name) for part in parts]) for name in FIELDS})
+
+
+FIELDS = ("features", "text", "score_db", "kind", "mixture_id", "window_id")
+
+
+class Separations:
+    """Every way one mixture gets separated for the judge's set."""
+
+    def __init__(self, model_dir: Path, encoder, classes: list[str], early_checkpoints: list[Path] = (),
+                 teacher_steps: tuple[int, ...] = (4, 16), seed: int = 0):
+        from samstream.models.data.captions import captions_for
+
+        from .train import Teacher
+
+        self.model_dir = Path(model_dir)
+        self.encoder = encoder
+        self.classes = classes
+        self.captions_for = captions_for
+        self.teachers = {steps: Teacher(self.model_dir, steps=steps) for steps in teacher_steps}
+        self.early = {Path(folder).name: Teacher(Path(folder), steps=1) for folder in early_checkpoints}
+        self.rng = np.random.default_rng(seed)
+
+    def caption_of(self, name: str) -> str:
+        captions = self.captions_for(name)
+        return captions[int(self.rng.integers(len(captions)))]
+
+    def estimates(self, item: JudgeMixture, heavy: bool) -> dict[str, np.ndarray]:
+        """kind -> (n,) estimate of the target. ``heavy``: also the slow torch runs."""
+        from samstream.models.separate import separate
+
+        config_stft = self.teachers[next(iter(self.teachers))].model.config.stft
+        n_fft, hop = config_stft.n_fft, config_stft.hop
+        rate = config_stft.sample_rate
+        rng = self.rng
+        embedding = self.encoder.encode(item.caption)
+        seed = int(rng.integers(1 << 30))
+
+        def model(steps: int, text: np.ndarray) -> np.ndarray:
+            return separate(item.mixture[None], rate, text, steps=steps, model_dir=self.model_dir, seed=seed,
+                            stream=False).target[0]
+
+        out = {"model_1": model(1, embedding), "model_2": model(2, embedding)}
+        wrong = [name for name in self.classes if name not in (item.target_class, item.interferer_class)]
+        out["wrong_prompt"] = model(1, self.encoder.encode(self.caption_of(wrong[int(rng.integers(len(wrong)))])))
+        out["interferer_prompt"] = model(1, self.encoder.encode(self.caption_of(item.interferer_class)))
+        out["no_separation"] = item.mixture.copy()
+        out["residual_as_target"] = item.mixture - out["model_1"]
+        mask, spectrum = ideal_ratio_mask(item.target, item.mixture - item.target, n_fft, hop)
+        out["oracle"] = istft_frames(spectrum * mask, n_fft, hop, len(item.mixture))
+        spoil = float(rng.uniform(0.1, 0.8))
+        noisy = np.clip(mask + spoil * rng.standard_normal(mask.shape).astype(np.float32), 0.0, 1.0)
+        out["oracle_spoiled"] = istft_frames(spectrum * noisy, n_fft, hop, len(item.mixture))
+        share = float(rng.uniform(0.0, 1.0))
+        out["oracle_blend"] = share * out["oracle"] + (1.0 - share) * out["model_1"]
+        if heavy:
+            for steps, teacher in self.teachers.items():
+                out[f"teacher_{steps}"] = teacher.separate(item.mixture, embedding, seed=seed)
+            for name, teacher in self.early.items():
+                out[f"early_{name}"] = teacher.separate(item.mixture, embedding, seed=seed)
+        return out
+
+
+def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: JudgeConfig, weights: np.ndarray,
+               mixture_id: int, embedding: np.ndarray) -> JudgeSet:
+    """Each estimate cut into whole judge windows, each window labelled with its true SI-SDR."""
+    size = config.window_samples
+    features, scores, kinds, windows = [], [], [], []
+    for start in range(0, len(item.mixture) - size + 1, size):
+        window = slice(start, start + size)
+        target, mixture = item.target[window], item.mixture[window]
+        if 10 * np.log10((np.sum(target ** 2) + 1e-12) / (np.sum(mixture ** 2) + 1e-12)) < SILENT_TARGET_DB:
+            continue
+        for kind, estimate in estimates.items():
+            score = np.clip(si_sdr(estimate[window], target), config.score_floor_db, config.score_ceiling_db)
+            features.append(judge_features(mixture, estimate[window], config, weights).astype(np.float16))
+            scores.append(score)
+            kinds.append(kind)
+            windows.append(mixture_id * WINDOWS_PER_MIXTURE + start // size)
+    count = len(scores)
+    frames = -(-size // config.hop)
+    return JudgeSet(np.array(features, np.float16).reshape(count, frames, config.feature_dim),
+                    np.repeat(embedding[None].astype(np.float32), count, axis=0), np.array(scores, np.float32),
+                    np.array(kinds), np.full(count, mixture_id, np.int64), np.array(windows, np.int64))
+
+
+def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, heavy_every: int = 2,
+                    first_id: int = 0, log=print) -> JudgeSet:
+    weights = band_weights(config)
+    parts, started = [], time.time()
+    for number, item in enumerate(mixtures):
+        estimates = separations.estimates(item, heavy=number % heavy_every == 0)
+        embedding = separations.encoder.encode(item.caption)
+        parts.append(windows_of(item, estimates, config, weights, first_id + number, embedding))
+        if (number + 1) % 10 == 0:
+            log(f"  {number + 1} mixtures, {sum(len(part.score_db) for part in parts)} windows, "
+                f"{time.time() - started:.0f} s")
+    return JudgeSet.join(parts)
+
+
+def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, batch_size: int = 64,
+                learning_rate: float = 2e-3, seed: int = 0, log=print) -> JudgeNet:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = JudgeNet(config)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    steps_per_epoch = max(1, len(train.score_db) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps_per_epoch)
+    features = torch.from_numpy(train.features.astype(np.float32))
+    text = torch.from_numpy(train.text)
+    target = torch.from_numpy(train.score_db / 10.0)
+    for epoch in range(epochs):
+        order = rng.permutation(len(target))
+        total = 0.0
+        model.train()
+        for step in range(steps_per_epoch):
+            chosen = torch.from_numpy(order[step * batch_size:(step + 1) * batch_size])
+            loss = torch.nn.functional.huber_loss(model(features[chosen], text[chosen]) / 10.0, target[chosen])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item()
+        if (epoch + 1) % 5 == 0 or epoch == 0:
+            log(f"  epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.4f}")
+    return model.eval()
+
+
+def predict(model: JudgeNet, data: JudgeSet, batch_size: int = 256) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data.score_db), batch_size):
+            batch = slice(start, start + batch_size)
+            out.append(model(torch.from_numpy(data.features[batch].astype(np.float32)),
+                             torch.from_numpy(data.text[batch])).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+MODEL_KINDS = ("model_1", "model_2", "teacher_4", "teacher_16")
+
+
+def evaluate_judge(predicted: np.ndarray, data: JudgeSet) -> dict:
+    """Spearman with the true SI-SDR: over everything, over the model's own outputs, and how
+    often the judge picks the better of two model outputs of one window."""
+    truth = data.score_db
+    own = np.isin(data.kind, MODEL_KINDS) | np.char.startswith(data.kind.astype(str), "early_")
+    figures = {"examples": len(truth), "spearman": round(spearman(predicted, truth), 4),
+               "spearman_model_outputs": round(spearman(predicted[own], truth[own]), 4),
+               "mean_abs_error_db": round(float(np.mean(np.abs(predicted - truth))), 3),
+               "per_kind": {}}
+    for kind in sorted(set(data.kind.tolist())):
+        chosen = data.kind == kind
+        figures["per_kind"][kind] = {"examples": int(chosen.sum()), "true_db": round(float(truth[chosen].mean()), 2),
+                                     "predicted_db": round(float(predicted[chosen].mean()), 2)}
+    figures["model_pair_agreement"] = round(pair_agreement(predicted, data, own), 4)
+    return figures
+
+
+def pair_agreement(predicted: np.ndarray, data: JudgeSet, chosen: np.ndarray, margin_db: float = 1.0) -> float:
+    """Of pairs of the model's outputs for the same window whose true scores differ by more than
+    ``margin_db``, the share the judge orders right: what re-ranking candidates needs."""
+    right = total = 0
+    for window in np.unique(data.window_id[chosen]):
+        members = np.flatnonzero(chosen & (data.window_id == window))
+        for a_index, a in enumerate(members):
+            for b in members[a_index + 1:]:
+                gap = data.score_db[a] - data.score_db[b]
+                if abs(gap) > margin_db:
+                    total += 1
+                    right += int(np.sign(predicted[a] - predicted[b]) == np.sign(gap))
+    return right / total if total else float("nan")

@@ -1,0 +1,130 @@
+"""`samstream judge train` and `samstream judge eval`: the reference-free judge."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_SETS = "runs/judge"
+
+
+def register(commands) -> None:
+    judge = commands.add_parser("judge", help="the reference-free judge: train it, or measure it")
+    actions = judge.add_subparsers(dest="judge_command", metavar="ACTION", parser_class=type(judge))
+    actions.required = True
+    train = actions.add_parser("train", help="separate corpus mixtures many ways, then fit the judge to the true "
+                                             "SI-SDR; reports Spearman on held-out validation mixtures")
+    evaluate = actions.add_parser("eval", help="Spearman of a judge with the true SI-SDR on held-out mixtures")
+    for action in (train, evaluate):
+        action.add_argument("--data", default="data/corpus", help="corpus from `samstream data build`")
+        action.add_argument("--model", help="separation model whose outputs are judged (default: the bundled one)")
+        action.add_argument("--sets", default=DEFAULT_SETS,
+                            help=f"folder caching the judged separations (default {DEFAULT_SETS})")
+        action.add_argument("--held-out", type=int, default=3, help="validation mixtures per class (default 3)")
+        action.add_argument("--early", action="append", default=[], metavar="CHECKPOINT",
+                            help="an earlier checkpoint folder whose (worse) outputs are judged too; repeatable")
+    train.add_argument("--mixtures", type=int, default=240, help="training mixtures (default 240)")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
+    train.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--judge", help="judge folder (default: the bundled model's judge/)")
+
+
+def judge_mixtures(data: str, split: str, count: int, seed: int):
+    """Training mixtures from the corpus's training split, or the validation set's (``per_class`` each)."""
+    import numpy as np
+
+    from samstream.models.data.manifest import read_manifest
+    from samstream.models.data.mixtures import PROTOCOL, MixtureConfig, MixtureSampler
+    from samstream.models.data.validation import items
+    from samstream.models.judge_train import JudgeMixture
+
+    manifest = Path(data) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
+    entries = read_manifest(str(manifest))
+    if split == "validation":
+        for meta, target, interferer in items(entries, data, per_class=count):
+            target = target.astype(np.float32) / 32768.0
+            mixture = target + interferer.astype(np.float32) / 32768.0
+            yield JudgeMixture(mixture, target, meta["caption"], meta["target_class"], meta["interferer_class"])
+        return
+    config = MixtureConfig(seconds=PROTOCOL.seconds, interferers=(1, 2))
+    sampler = MixtureSampler(entries, data, config, seed=seed)
+    for index in range(count):
+        mix = sampler.sample(index)
+        yield JudgeMixture(mix.mixture, mix.target, mix.caption, mix.target_class, mix.interferer_classes[0])
+
+
+def cached_set(path: Path, make, log=print):
+    from samstream.models.judge_train import JudgeSet
+
+    if path.is_file():
+        log(f"judged separations from {path}")
+        return JudgeSet.load(path)
+    log(f"separating mixtures for {path.name} ...")
+    result = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    return result
+
+
+def separations_for(arguments, encoder, seed: int):
+    from samstream.models.data.captions import CLASSES
+    from samstream.models.judge_train import Separations
+    from samstream.models.separate import DEFAULT_MODEL_DIR
+
+    model_dir = Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR
+    return Separations(model_dir, encoder, sorted(CLASSES), [Path(folder) for folder in arguments.early], seed=seed)
+
+
+def held_out_set(arguments, encoder):
+    from samstream.models.config import JudgeConfig
+    from samstream.models.judge_train import build_judge_set
+
+    path = Path(arguments.sets) / f"held_out_{arguments.held_out}.npz"
+    return cached_set(path, lambda: build_judge_set(
+        judge_mixtures(arguments.data, "validation", arguments.held_out, 0), separations_for(arguments, encoder, 1),
+        JudgeConfig(), first_id=1_000_000))
+
+
+def run(arguments: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from samstream.models.config import JudgeConfig
+    from samstream.models.judge import DEFAULT_JUDGE_DIR
+    from samstream.models.judge_net import load_judge, save_judge
+    from samstream.models.judge_train import build_judge_set, evaluate_judge, predict, train_judge
+    from samstream.models.text_encoder import TextEncoder
+
+    torch.set_num_threads(1)
+    for folder in arguments.early:
+        if not (Path(folder) / "config.json").is_file():
+            raise ValueError(f"--early {folder}: no config.json there (a checkpoint folder is needed)")
+    encoder = TextEncoder.load()
+    held_out = held_out_set(arguments, encoder)
+    if arguments.judge_command == "eval":
+        folder = Path(arguments.judge) if arguments.judge else DEFAULT_JUDGE_DIR
+        figures = evaluate_judge(predict(load_judge(folder), held_out), held_out)
+        print(json.dumps(figures, indent=2))
+        return 0
+    config = JudgeConfig()
+    train_set = cached_set(Path(arguments.sets) / f"train_{arguments.mixtures}_{arguments.seed}.npz",
+                           lambda: build_judge_set(judge_mixtures(arguments.data, "train", arguments.mixtures,
+                                                                  arguments.seed),
+                                                   separations_for(arguments, encoder, arguments.seed), config))
+    print(f"training on {len(train_set.score_db)} windows; held out: {len(held_out.score_db)}")
+    model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
+    figures = {"train": evaluate_judge(predict(model, train_set), train_set),
+               "held_out": evaluate_judge(predict(model, held_out), held_out),
+               "training_mixtures": arguments.mixtures, "held_out_per_class": arguments.held_out,
+               "epochs": arguments.epochs, "early_checkpoints": [Path(folder).name for folder in arguments.early],
+               "parameters": int(sum(np.prod(value.shape) for value in model.state_dict().values()))}
+    out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR
+    save_judge(model, out, figures)
+    held = figures["held_out"]
+    print(f"judge written to {out}: held-out Spearman {held['spearman']:+.3f} over {held['examples']} windows, "
+          f"{held['spearman_model_outputs']:+.3f} over the model's own outputs, "
+          f"pairs ordered right {held['model_pair_agreement']:.1%}")
+    return 0
