@@ -184,11 +184,16 @@ def cuda_istft_synthesize(spectrum_in, hop_out, state: CudaStftState, stream=0) 
 
 def reset_cuda_stft_state(state: CudaStftState, stream=0) -> None:
     """Forget the signal history in place (the buffers, and anything bound to them, stay)."""
-    _fill_zero[(state.history.size + 255) // 256, 256, stream](state.history.reshape(state.history.size))
+    cuda_fill_zero(state.history, stream)
 
 
 @cuda.jit
 def _fill_zero(flat):
-    index = cuda.grid(1)
-    if index < flat.shape[0]:
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for index in range(start, flat.shape[0], stride):
         flat[index] = 0
+
+
+def cuda_fill_zero(array, stream=0) -> None:
+    """Zero a contiguous device array of any shape and type in place."""
+    _fill_zero[max(1, min(1024, (array.size + 255) // 256)), 256, stream](array.reshape(array.size))

@@ -96,3 +96,14 @@ def advance_fades(fades_left, fade_frames, shares):
             fades_left[stream] = left - 1
         else:
             shares[stream] = 1.0
+
+
+@njit(cache=True)
+def copy_if_changed(source, mirror):
+    """mirror[:] = source; True when any element differed (so the device copy is due)."""
+    changed = False
+    for index in range(source.shape[0]):
+        if mirror[index] != source[index]:
+            mirror[index] = source[index]
+            changed = True
+    return changed

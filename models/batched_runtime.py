@@ -128,7 +128,13 @@ class StreamBatchControl:
         return frame, slot
 
     def write_prompt_row(self, stream: int, prompt: Prompt) -> None:
-        raise NotImplementedError
+        """Stream's prompt into its row of ``prompt_rows`` (the arrays the session reads, or their host side)."""
+        rows = self.prompt_rows
+        rows["text"][stream] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
+        rows["has_example"][stream] = prompt.example_features is not None
+        rows["example_features"][stream] = 0.0 if prompt.example_features is None else prompt.example_features
+        rows["visual"][stream] = 0.0 if prompt.visual is None else prompt.visual
+        self.prompts_changed = True
 
     def snapshot_gain(self, stream: int) -> None:
         """Keep stream's current gain row as the start of its prompt fade."""
@@ -167,6 +173,7 @@ class BatchedSeparator(StreamBatchControl):
             "new_keys": np.zeros(new_shape, np.float32),
             "new_values": np.zeros(new_shape, np.float32),
         }
+        self.prompt_rows = self.buffers
         self.binding = self.session.io_binding()
         for name, array in {**self.buffers, **self.outputs}.items():
             bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
@@ -184,13 +191,6 @@ class BatchedSeparator(StreamBatchControl):
         self._gains[...] = 1.0
         self._randoms = [np.random.default_rng(seed) for seed in self.stream_seeds()]
         self.restart_clock()
-
-    def write_prompt_row(self, stream: int, prompt: Prompt) -> None:
-        buffers = self.buffers
-        buffers["text"][stream] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
-        buffers["has_example"][stream] = prompt.example_features is not None
-        buffers["example_features"][stream] = 0.0 if prompt.example_features is None else prompt.example_features
-        buffers["visual"][stream] = 0.0 if prompt.visual is None else prompt.visual
 
     def snapshot_gain(self, stream: int) -> None:
         self._fade_from[stream] = self._gains[stream]
