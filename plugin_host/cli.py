@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--live", action="store_true", help="the live bridge on a JACK dummy server, measured")
     bench.add_argument("--model", help="model folder (default: the bundled model)")
     bench.add_argument("--steps", type=int, help="--live: flow steps per hop")
+    bench.add_argument("--device", choices=("cpu", "cuda", "auto"),
+                       help="--live: time the engine on this device instead of the JACK bridge: per-hop compute "
+                            "and how many 48 kHz streams fit in one model call per hop (cuda needs samstream[gpu])")
+    bench.add_argument("--streams", type=int, default=64,
+                       help="--live --device: the largest batch of streams to try (default 64)")
+    bench.add_argument("--threads", type=int, default=1, help="--live --device: ONNX Runtime threads on the CPU")
     bench.add_argument("--out", help="folder for the report (default: bench_out/report for the separation "
                                      "report, bench_out otherwise)")
     bench.add_argument("--seconds", type=float, default=1.0, help="time budget per measured case")
@@ -68,6 +74,8 @@ def run(arguments: argparse.Namespace) -> int:
             from .bench_compare import compare
             print(compare(*arguments.compare))
             return 0
+        if arguments.device and not arguments.live:
+            raise ValueError("--device goes with --live (samstream bench --live --device cuda)")
         if not (arguments.kernels or arguments.live):
             from .bench_report import run_report
             return run_report(arguments)
@@ -76,7 +84,11 @@ def run(arguments: argparse.Namespace) -> int:
         if arguments.kernels:
             from .bench_kernels import run_kernel_bench
             run_kernel_bench(arguments.out or "bench_out", arguments.seconds)
-        if arguments.live:
+        if arguments.live and arguments.device:
+            from .bench_streams import run_stream_bench
+            run_stream_bench(arguments.out or "bench_out", arguments.device, arguments.streams, arguments.model,
+                             arguments.steps, arguments.threads, arguments.seconds)
+        elif arguments.live:
             from .bench_live import run_live_bench
             run_live_bench(arguments.out or "bench_out", arguments.seconds, arguments.model, arguments.steps)
     elif arguments.command == "separate":
