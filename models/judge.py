@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from samstream.kernels.bands import make_band_state
-from samstream.stream.offline import analyze_frames
+from samstream.kernels.stft import analysis_window
 
 from .config import JudgeConfig
 
@@ -49,6 +50,20 @@ def band_weights(config: JudgeConfig) -> np.ndarray:
     return (weights * state.inv_weight_sum[None]).astype(np.float32)
 
 
+def band_powers(signals: np.ndarray, config: JudgeConfig, weights: np.ndarray) -> np.ndarray:
+    """(channels, n) -> (channels, frames, n_bands): the stream's STFT framing (frame i ends at
+    sample (i + 1) * hop, zeros before the start), computed in one batch: the judge runs beside
+    the audio worker, and a per-frame loop would hold the interpreter lock ten times longer."""
+    n_fft, hop = config.n_fft, config.hop
+    channels, length = signals.shape
+    frames = max(1, -(-length // hop))
+    padded = np.zeros((channels, n_fft - hop + frames * hop), np.float32)
+    padded[:, n_fft - hop:n_fft - hop + length] = signals
+    framed = sliding_window_view(padded, n_fft, axis=1)[:, ::hop][:, :frames]
+    spectra = np.fft.rfft(framed * analysis_window(n_fft, np.float32), axis=-1)
+    return (spectra.real ** 2 + spectra.imag ** 2).astype(np.float32) @ weights
+
+
 def judge_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig,
                    weights: np.ndarray | None = None) -> np.ndarray:
     """(n,) mixture and (n,) target estimate -> (frames, 3 * n_bands) float32.
@@ -62,10 +77,7 @@ def judge_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfi
     if mixture.shape != estimate.shape or mixture.ndim != 1:
         raise ValueError(f"judge_features needs two (n,) signals of one length, got {mixture.shape} and "
                          f"{estimate.shape}")
-    signals = np.stack((mixture, estimate, mixture - estimate))
-    frames = max(1, -(-len(mixture) // config.hop))
-    spectra = analyze_frames(signals, config.n_fft, config.hop, frames)
-    powers = (spectra.real ** 2 + spectra.imag ** 2) @ weights  # (3, frames, bands)
+    powers = band_powers(np.stack((mixture, estimate, mixture - estimate)), config, weights)
     floor = max(float(powers[0].mean()), 1e-12) * 10.0 ** (RELATIVE_FLOOR_DB / 10.0)
     levels = 10.0 * np.log10(powers + floor)
     reference = 10.0 * np.log10(max(float(powers[0].mean()), 1e-12) + floor)

@@ -216,3 +216,15 @@ def test_judge_set_saves_and_loads(tmp_path):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(data, name))
     joined = JudgeSet.join([data, loaded])
     assert len(joined.score_db) == 8
+
+
+def test_band_powers_use_the_streams_own_stft_framing():
+    from samstream.models.judge import band_powers, band_weights
+    from samstream.stream.offline import analyze_frames
+
+    signals = np.random.default_rng(2).standard_normal((2, 48000 + 77)).astype(np.float32)
+    frames = -(-signals.shape[1] // CONFIG.hop)
+    spectra = analyze_frames(signals, CONFIG.n_fft, CONFIG.hop, frames)
+    weights = band_weights(CONFIG)
+    expected = (np.abs(spectra) ** 2) @ weights
+    np.testing.assert_allclose(band_powers(signals, CONFIG, weights), expected, rtol=1e-4, atol=1e-3)
