@@ -143,3 +143,14 @@ class JudgeConfig:
         if unknown:
             raise ValueError(f"judge config has unknown keys: {sorted(unknown)}")
         return cls(**data)
+
+
+# Named sizes for `samstream train --preset`. "gpu-large" (59 M parameters, head size 64) is
+# meant for a GPU: per stream its key/value cache is 12.6 MB per flow step, so 64 streams
+# of one-step hops hold 0.8 GB, and its hop is about 40x the default model's arithmetic.
+MODEL_PRESETS = {
+    "default": ModelConfig(),
+    "small": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192)),
+    "gpu-large": ModelConfig(transformer=TransformerConfig(width=512, depth=12, heads=8, mlp_ratio=4,
+                                                           context_frames=256)),
+}

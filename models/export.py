@@ -123,7 +123,7 @@ def serving_is_current(checkpoint_dir: Path, out_dir: Path, steps: list[int]) ->
     if not manifest_path.exists() or not (Path(checkpoint_dir) / WEIGHTS_NAME).exists():
         return False
     manifest = json.loads(manifest_path.read_text())
-    kinds = ("hop_graphs", "int8_hop_graphs", "sequence_graphs")
+    kinds = ("hop_graphs", "int8_hop_graphs", "sequence_graphs", "batched_hop_graphs")
     return (manifest.get("weights_sha256") == weights_digest(checkpoint_dir)
             and all(str(count) in manifest.get(kind, {}) for kind in kinds for count in steps)
             and all((Path(out_dir) / name).exists() for kind in kinds for name in manifest[kind].values()))

@@ -6,7 +6,9 @@ CPU engine otherwise) runs hop by hop on the bundled example, timed around `proc
 of 1, 2, 4, ... streams of 48 kHz audio, each stream with its own prompt, in one model call
 per hop: a batch fits when its per-hop p99 stays under the hop's duration, the time the
 worker has before the next hop is due, so the live path keeps its fixed latency (the STFT's
-plus one hop of buffer) without misses. The largest batch that fits is the figure.
+plus one hop of buffer) without misses. The largest batch that fits is the figure; the
+largest whose median fits is reported beside it, since on a shared machine the p99 measures
+the neighbours as much as the engine.
 
 `--device cuda` needs a CUDA GPU and onnxruntime-gpu; without them it stops with the reason.
 """
@@ -89,13 +91,17 @@ def run_stream_bench(out_dir: str, device: str, max_streams: int = 64, model: st
     while count <= max_streams:
         batches.append(single if count == 1 else measure(model_dir, device, count, steps, threads, seconds, mono,
                                                           quiet))
-        if not batches[-1]["fits"]:
+        # Past a batch whose p99 misses, a busy machine's outliers may be to blame; past one whose
+        # median misses, more streams cannot fit.
+        if batches[-1]["hop_ms_p50"] >= batches[-1]["hop_budget_ms"]:
             break
         count *= 2
     fitting = [batch["streams"] for batch in batches if batch["fits"]]
+    fitting_median = [batch["streams"] for batch in batches if batch["hop_ms_p50"] < batch["hop_budget_ms"]]
     results = {"device": single["device"], "requested_device": device, "model": str(model_dir),
                "threads": threads, "seconds_per_case": seconds, "machine": platform.processor() or platform.machine(),
                "single_stream": single, "batches": batches, "max_streams_that_fit": max(fitting, default=0),
+               "max_streams_by_median": max(fitting_median, default=0),
                "streams_tried_up_to": max_streams}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,8 +134,9 @@ def render_report(results: dict) -> str:
     lines += [
         "",
         f"Streams that fit at a fixed latency of {single['latency_samples']} samples (the STFT's plus one hop): "
-        f"{results['max_streams_that_fit']} (batches doubled from 1 up to {results['streams_tried_up_to']}, "
-        "stopping at the first that does not fit).",
+        f"{results['max_streams_that_fit']}; by the median instead of p99: {results['max_streams_by_median']} "
+        f"(batches doubled from 1 up to {results['streams_tried_up_to']}, stopping after the first whose median "
+        "misses the hop).",
         "",
     ]
     return "\n".join(lines)

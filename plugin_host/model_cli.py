@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRESETS = ("default", "small")
+from samstream.models.config import MODEL_PRESETS
+
+PRESETS = tuple(MODEL_PRESETS)
 
 
 def register(commands) -> None:
@@ -50,11 +52,7 @@ def register(commands) -> None:
 
 
 def preset_config(name: str):
-    from samstream.models.config import ModelConfig, TransformerConfig
-
-    if name == "small":
-        return ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192))
-    return ModelConfig()
+    return MODEL_PRESETS[name]
 
 
 def validation_examples(entries, root: str, count: int, sampler):
