@@ -35,7 +35,9 @@ setup(
             "onnx",
             "scipy",
         ],
-        "gpu": ["onnxruntime-gpu"],
+        # onnxruntime-gpu replaces onnxruntime (same module: uninstall onnxruntime first); numba-cuda[cu12]
+        # brings the CUDA target and NVVM for the device kernels.
+        "gpu": ["onnxruntime-gpu", "numba-cuda[cu12]"],
         "audio": ["pyaudio", "JACK-Client"],
         "dev": ["pytest", "hypothesis", "ruff", "scipy", "pytest-timeout", "matplotlib", "selenium"],
     },

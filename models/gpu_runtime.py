@@ -51,11 +51,17 @@ def device_pointer(array) -> int:
 
 
 def stream_handle(stream) -> int:
-    handle = stream.handle
-    return int(getattr(handle, "value", handle) or 0)
+    """The CUstream address of a numba stream, for ONNX Runtime's ``user_compute_stream``."""
+    if hasattr(stream, "__cuda_stream__"):  # numba-cuda's stream protocol: (version, address)
+        return int(stream.__cuda_stream__()[1])
+    handle = stream.handle  # ctypes c_void_p (numba's own bindings) or a cuda-python CUstream
+    return int(getattr(handle, "value", None) or int(handle))
 
 
 def make_cuda_session(path: Path, stream, cuda_graph: bool) -> onnxruntime.InferenceSession:
+    if hasattr(onnxruntime, "preload_dlls"):
+        # CUDA and cuDNN from the nvidia-* wheels, where no system toolkit is on the library path.
+        onnxruntime.preload_dlls()
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     provider = {"device_id": str(cuda.get_current_device().id), "user_compute_stream": str(stream_handle(stream)),

@@ -58,7 +58,7 @@ def time_hops(engine, signal: np.ndarray, seconds: float) -> np.ndarray:
 def measure(model_dir: Path, device: str, streams: int, steps: int | None, threads: int, seconds: float,
             mono: np.ndarray, say) -> dict:
     engine = make_engine(model_dir, device=device, streams=streams, steps=steps, threads=threads, say=say)
-    separator = engine.model if engine.device == "cpu" else engine.separator
+    separator = engine.separator
     config = separator.config
     rng = np.random.default_rng(streams)
     for stream in range(streams):

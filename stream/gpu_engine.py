@@ -140,7 +140,7 @@ def make_engine(model_dir: Path, device: str = "auto", streams: int = 1, channel
         separator = BatchedSeparator(model_dir, streams, channels_per_stream, steps=steps, threads=threads, seed=seed,
                                      crossfade_frames=crossfade_frames)
         engine = StftEngine(n_fft, hop, model=separator, supported_sample_rates=rates)
-        engine.device = "cpu"
+        engine.device, engine.separator = "cpu", separator  # one name for the separator on either device
         return engine
     from samstream.models.gpu_runtime import DeviceSeparator
     separator = DeviceSeparator(model_dir, streams, channels_per_stream, steps=steps, seed=seed,
