@@ -56,8 +56,9 @@ def time_hops(engine, signal: np.ndarray, seconds: float) -> np.ndarray:
 
 
 def measure(model_dir: Path, device: str, streams: int, steps: int | None, threads: int, seconds: float,
-            mono: np.ndarray, say) -> dict:
-    engine = make_engine(model_dir, device=device, streams=streams, steps=steps, threads=threads, say=say)
+            mono: np.ndarray, say, cuda_graph: bool = False) -> dict:
+    engine = make_engine(model_dir, device=device, streams=streams, steps=steps, threads=threads, say=say,
+                         cuda_graph=cuda_graph)
     separator = engine.separator
     config = separator.config
     rng = np.random.default_rng(streams)
@@ -78,19 +79,20 @@ def measure(model_dir: Path, device: str, streams: int, steps: int | None, threa
 
 
 def run_stream_bench(out_dir: str, device: str, max_streams: int = 64, model: str | None = None,
-                     steps: int | None = None, threads: int = 1, seconds: float = 2.0, say=print) -> dict:
+                     steps: int | None = None, threads: int = 1, seconds: float = 2.0, say=print,
+                     cuda_graph: bool = False) -> dict:
     if max_streams < 1:
         raise ValueError(f"--streams must be at least 1, got {max_streams}")
     model_dir = Path(model) if model else DEFAULT_MODEL
     signal, _ = read_audio(EXAMPLE)
     mono = signal.mean(axis=0).astype(np.float32)
-    single = measure(model_dir, device, 1, steps, threads, seconds, mono, say)
+    single = measure(model_dir, device, 1, steps, threads, seconds, mono, say, cuda_graph)
     batches = []
     count = 1
     quiet = [].append  # "auto" said where it runs with the first measurement
     while count <= max_streams:
         batches.append(single if count == 1 else measure(model_dir, device, count, steps, threads, seconds, mono,
-                                                          quiet))
+                                                          quiet, cuda_graph))
         # Past a batch whose p99 misses, a busy machine's outliers may be to blame; past one whose
         # median misses, more streams cannot fit.
         if batches[-1]["hop_ms_p50"] >= batches[-1]["hop_budget_ms"]:
@@ -100,6 +102,7 @@ def run_stream_bench(out_dir: str, device: str, max_streams: int = 64, model: st
     fitting_median = [batch["streams"] for batch in batches if batch["hop_ms_p50"] < batch["hop_budget_ms"]]
     results = {"device": single["device"], "requested_device": device, "model": str(model_dir),
                "threads": threads, "seconds_per_case": seconds, "machine": platform.processor() or platform.machine(),
+               "cuda_graph": cuda_graph and single["device"] == "cuda",
                "single_stream": single, "batches": batches, "max_streams_that_fit": max(fitting, default=0),
                "max_streams_by_median": max(fitting_median, default=0),
                "streams_tried_up_to": max_streams}
