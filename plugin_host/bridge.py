@@ -347,6 +347,8 @@ class LiveBridge:
             "confidence": self.judge.confidence if self.judge is not None else None,
             "confidence_db": None if self.judge is None or self.judge.score_db is None
             else round(self.judge.score_db, 2),
+            "judgements": self.judge.judgements if self.judge is not None else 0,
+            "judge_ms": round(self.judge.judge_ms, 2) if self.judge is not None else None,
             "prompt_switch_ms": None if self.prompt_switch_ms is None else round(self.prompt_switch_ms, 2),
             "crossfade_ms": self.processor.crossfade_ms,
             "steps": self.model.active.steps,

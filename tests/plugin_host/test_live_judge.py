@@ -118,6 +118,7 @@ def run_bridge(bridge: LiveBridge, signal: np.ndarray) -> None:
 def test_the_bridge_reports_the_judges_confidence_in_status_meters_and_osc(encoder, example):
     """The shipped judge on the real bridge and the bundled model; a python-osc client subscribed."""
     bridge = LiveBridge(threaded=False, host_block=128, text_encoder=encoder)
+    bridge.judge.interval_s = 3600.0  # the test judges by hand, so that it knows which judgement it sees
     bridge.configure(1)
     bridge.start()
     try:
@@ -130,6 +131,7 @@ def test_the_bridge_reports_the_judges_confidence_in_status_meters_and_osc(encod
         status = bridge.status()
         assert status["confidence"] == pytest.approx(confidence_of(score), abs=1e-4)
         assert status["confidence_db"] == pytest.approx(score, abs=0.01)
+        assert status["judgements"] == 1 and status["judge_ms"] > 0
         assert bridge.meters()["confidence"] == status["confidence"]
         with OscServer(bridge.controller, port=0) as server:
             client = Client(server.port)
