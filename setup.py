@@ -39,6 +39,8 @@ setup(
         # brings the CUDA target and NVVM for the device kernels.
         "gpu": ["onnxruntime-gpu", "numba-cuda[cu12]"],
         "audio": ["pyaudio", "JACK-Client"],
+        # Visual prompts: video decoding (PyAV's wheels carry their own FFmpeg).
+        "video": ["av>=12"],
         "dev": ["pytest", "hypothesis", "ruff", "scipy", "pytest-timeout", "matplotlib", "selenium"],
     },
     entry_points={"console_scripts": ["samstream=samstream.plugin_host.cli:main"]},

@@ -23,8 +23,9 @@ bounding rows and columns, so a frame costs one pass over the pixels.
 
 Alignment: model frame ``k`` takes the features of the latest video frame shown at or
 before the time its STFT window is centred on (a zero-order hold by timestamps), which a
-live stream can do as well as a file, so both see the same numbers. Beyond the last
-frame (plus one frame period) and before the first, the row is all zeros: no video.
+live stream can do as well as a file, so both see the same numbers. A frame's row holds
+for at most ``hold_seconds``: after a gap that long, past the last frame and before the
+first, the row is all zeros: no video (the live bridge calls that a stall).
 """
 from __future__ import annotations
 
@@ -160,12 +161,12 @@ def visual_frame_features(frame, seconds, features, state):
 
 
 @njit(cache=True)
-def hold_features_at(frame_seconds, frame_features, at_seconds, frame_period, rows_out):
+def hold_features_at(frame_seconds, frame_features, at_seconds, hold_seconds, rows_out):
     """Zero-order hold by timestamps: rows_out[k] = the features of the latest frame shown at or before at_seconds[k].
 
     frame_seconds (frames,) increasing; frame_features (frames, dim); at_seconds (rows,)
-    increasing; rows_out (rows, dim). A time before the first frame, or later than one
-    ``frame_period`` past the last, gets a row of zeros (no video there).
+    increasing; rows_out (rows, dim). A time before the first frame, or more than
+    ``hold_seconds`` after the latest frame before it, gets a row of zeros (no video there).
     """
     frames = frame_seconds.shape[0]
     dim = rows_out.shape[1]
@@ -174,7 +175,7 @@ def hold_features_at(frame_seconds, frame_features, at_seconds, frame_period, ro
         moment = at_seconds[row]
         while latest + 1 < frames and frame_seconds[latest + 1] <= moment:
             latest += 1
-        if latest < 0 or moment > frame_seconds[frames - 1] + frame_period:
+        if latest < 0 or moment - frame_seconds[latest] > hold_seconds:
             for index in range(dim):
                 rows_out[row, index] = 0.0
         else:

@@ -128,6 +128,10 @@ class OnnxSeparator:
         self.anchor_schedule: np.ndarray | None = None
         # The anchor of frames past the schedule: the live "target sounds now" button.
         self.live_anchor = 0
+        # Per-frame visual features known in advance (a video file): (frames, visual_dim), zeros past its end.
+        self.visual_schedule: np.ndarray | None = None
+        # Live video: a (visual_dim,) row the bridge rewrites before every hop; None leaves the prompt's row.
+        self.live_visual: np.ndarray | None = None
         # A new prompt's mask takes over from the last one along a ramp this many hops long.
         self.crossfade_frames = max(0, int(crossfade_frames))
         self._prompt_lock = threading.Lock()
@@ -235,6 +239,10 @@ class OnnxSeparator:
         buffers["seen"][0] = min(token, context)
         schedule = self.anchor_schedule
         buffers["anchor"][0] = schedule[token] if schedule is not None and token < len(schedule) else self.live_anchor
+        if self.visual_schedule is not None:
+            buffers["visual"][0] = self.visual_schedule[token] if token < len(self.visual_schedule) else 0.0
+        elif self.live_visual is not None:
+            buffers["visual"][0] = self.live_visual
         self.session.run_with_iobinding(self.binding)
         store_keys_values(self.outputs["new_keys"], self.outputs["new_values"], buffers["key_cache"],
                           buffers["value_cache"], self._write_slot)

@@ -25,6 +25,7 @@ from samstream.stream.offline import analyze_frames, render_offline, synthesize_
 
 from .config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
 from .runtime import OnnxSeparator, Prompt, compressed_frames, make_session
+from .visual import VisualFrames
 
 CHUNK_FRAMES = 1024
 
@@ -108,6 +109,10 @@ def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarra
              "example_features": np.zeros((1, stft.n_bins), np.float32) if prompt.example_features is None
              else prompt.example_features[None].astype(np.float32),
              "has_example": np.array([float(prompt.example_features is not None)], np.float32)}
+    visual = np.zeros((1, frames, config.prompt.visual_dim), np.float32)
+    if separator.visual_schedule is not None:
+        count = min(frames, len(separator.visual_schedule))
+        visual[0, :count] = separator.visual_schedule[:count]
     masks = np.zeros((frames, stft.n_bins), np.float32)
     prefix = spec.depth * spec.context_frames
     chunk_frames = chunk_frames or CHUNK_FRAMES
@@ -116,7 +121,7 @@ def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarra
         window = slice(first, stop)
         chunk = session.run(None, {**feeds, "spectrum": spectrum[:, window], "noise": noise[:, window],
                                    "anchors": anchors[:, window],
-                                   "visual": np.zeros((1, stop - first, config.prompt.visual_dim), np.float32)})[0]
+                                   "visual": visual[:, window]})[0]
         masks[start:stop] = chunk[0, start - first:]
     target = synthesize_frames(spectra * masks[None], stft.n_fft, stft.hop)
     delay = stft.n_fft - stft.hop
@@ -126,8 +131,11 @@ def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarra
 def separate(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray | None = None, *,
              spans: list[SpanPrompt] = (), steps: int | None = None, model_dir: Path = DEFAULT_MODEL_DIR,
              seed: int = 0, stream: bool = True, chunk_frames: int | None = None,
-             variant: str = "fp32") -> Separation:
+             variant: str = "fp32", visual: VisualFrames | None = None) -> Separation:
     """audio (channels, n) float32 -> target and residual, by the live path or offline.
+
+    ``visual``: a video's features for the prompted region (``plugin_host.video``), aligned
+    here to the model's frames by their timestamps; both paths feed the same rows.
 
     ``variant`` "int8" streams with the quantised hop graph (the offline path is float32 only).
     """
@@ -141,7 +149,13 @@ def separate(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray | N
     original = np.where(broken, np.float32(0.0), original)
     mixture = change_rate(original, sample_rate, model_rate)
     example = span_prompt(mixture, list(spans), separator)
-    prompt = Prompt(text_embedding=text_embedding, example_features=example)
+    schedule = None
+    if visual is not None:
+        # Enough rows for the offline path's frames, which outnumber the stream's tokens.
+        frames = -(-(mixture.shape[1] + config.stft.n_fft) // config.stft.hop) + separator.lookahead_frames
+        schedule = separator.visual_schedule = visual.schedule(frames, config)
+    prompt = Prompt(text_embedding=text_embedding, example_features=example,
+                    visual=None if schedule is None else schedule[0])
     separator.set_prompt(prompt)
     engine = StftEngine(config.stft.n_fft, config.stft.hop, model=separator)
     if stream:

@@ -28,6 +28,9 @@ from samstream.kernels.visual import (
 
 from .config import ModelConfig
 
+# A frame's row holds this long; with no newer frame by then the video counts as gone (offline
+# and live alike: the live bridge then fades the visual prompt out).
+HOLD_SECONDS = 0.5
 APPEARANCE_SEED = 8  # the appearance projection is fixed forever: a trained model depends on it
 
 
@@ -157,10 +160,9 @@ class VisualFrames:
 
     seconds: np.ndarray  # (video frames,) increasing
     rows: np.ndarray  # (video frames, visual_dim)
-    frame_period: float  # seconds; a row holds this long past the last frame
 
     def schedule(self, frames: int, config: ModelConfig) -> np.ndarray:
-        return visual_schedule(self.seconds, self.rows, frames, config, self.frame_period)
+        return visual_schedule(self.seconds, self.rows, frames, config)
 
 
 def token_seconds(frames: int, config: ModelConfig, first: int = 0) -> np.ndarray:
@@ -171,10 +173,10 @@ def token_seconds(frames: int, config: ModelConfig, first: int = 0) -> np.ndarra
 
 
 def visual_schedule(frame_seconds: np.ndarray, frame_rows: np.ndarray, frames: int, config: ModelConfig,
-                    frame_period: float) -> np.ndarray:
+                    hold_seconds: float = HOLD_SECONDS) -> np.ndarray:
     """Per-video-frame rows -> (frames, visual_dim) per model frame, by the video's timestamps."""
     rows = np.zeros((frames, config.prompt.visual_dim), np.float32)
     if len(frame_seconds):
         hold_features_at(np.asarray(frame_seconds, np.float64), np.asarray(frame_rows, np.float32),
-                         token_seconds(frames, config), float(frame_period), rows)
+                         token_seconds(frames, config), float(hold_seconds), rows)
     return rows

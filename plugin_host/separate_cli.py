@@ -33,7 +33,38 @@ def register(commands) -> None:
     separate.add_argument("--seed", type=int, default=0, help="noise seed (the first of the candidates)")
     separate.add_argument("--judge", help="judge folder for --candidates (default: the bundled model's judge/)")
     separate.add_argument("--model", default=None, help="serving folder (default: the bundled model)")
+    separate.add_argument("--video", help="video of the scene (needs samstream[video]); with --box or --mask")
+    separate.add_argument("--box", action="append", default=[], metavar="X,Y,W,H[@T0-T1]",
+                          help="the sounding object's box on --video, 0..1 of the frame, from T0 to T1 s (repeatable)")
+    separate.add_argument("--mask", action="append", default=[], metavar="PNG[@T0-T1]",
+                          help="the sounding object's mask on --video (white = the object), a key per PNG (repeatable)")
+    separate.add_argument("--image-encoder", metavar="ONNX",
+                          help="your own image encoder (image -> embedding) for appearance features with --video")
     separate.add_argument("-o", "--out", required=True, help="folder for target.wav and residual.wav")
+
+
+def visual_prompt(arguments: argparse.Namespace, audio_seconds: float, default_model: Path):
+    """--video with --box/--mask -> the video's features (VisualFrames), or None without --video."""
+    if not arguments.video:
+        if arguments.box or arguments.mask or arguments.image_encoder:
+            raise ValueError("--box, --mask and --image-encoder need --video")
+        return None
+    if not (arguments.box or arguments.mask):
+        raise ValueError("--video needs --box X,Y,W,H or --mask PNG: which object in the picture makes the sound")
+    from samstream.models.runtime import load_serving_config
+    from samstream.models.visual import MOTION_FEATURES, ImageEncoder
+
+    from .video import parse_box, parse_mask, video_features
+
+    config, _ = load_serving_config(Path(arguments.model) if arguments.model else default_model)
+    boxes = [parse_box(text) for text in arguments.box]
+    masks = [parse_mask(text) for text in arguments.mask]
+    encoder = None if not arguments.image_encoder else \
+        ImageEncoder(Path(arguments.image_encoder), config.prompt.visual_dim - MOTION_FEATURES)
+    track = video_features(arguments.video, boxes, config, audio_seconds, masks, encoder)
+    for note in track.notes:
+        print(f"video: {note}")
+    return track.frames
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -53,10 +84,11 @@ def run(arguments: argparse.Namespace) -> int:
         from samstream.models.judge import Judge
         judge = Judge(Path(arguments.judge) if arguments.judge else None)
     audio, rate = read_audio(arguments.input)
+    visual = visual_prompt(arguments, audio.shape[1] / rate, DEFAULT_MODEL_DIR)
     embedding = TextEncoder.load().encode(arguments.text) if arguments.text.strip() else None
     spans = arguments.span + [replace(span, positive=False) for span in arguments.neg_span]
     options = {"spans": spans, "steps": arguments.steps, "stream": arguments.stream,
-               "model_dir": Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR}
+               "model_dir": Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR, "visual": visual}
     if judge is None:
         result = separate(audio, rate, embedding, seed=arguments.seed, **options)
     else:

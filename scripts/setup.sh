@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ]; then
     pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
     case "$profile" in
         # torch first and pinned: left to the resolver, it pulls a multi-GB CUDA build.
-        test) "${pip[@]}" "torch==2.13.0" && "${pip[@]}" -e ".[dev,audio,train]" "torch==2.13.0" ;;
+        test) "${pip[@]}" "torch==2.13.0" && "${pip[@]}" -e ".[dev,audio,train,video]" "torch==2.13.0" ;;
         serve) "${pip[@]}" "torch==2.13.0" && "${pip[@]}" -e ".[audio,train]" "torch==2.13.0" ;;
         *) echo "setup: unknown profile '$profile' (serve or test)" >&2; exit 2 ;;
     esac

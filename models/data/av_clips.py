@@ -135,5 +135,4 @@ def clip_visual_rows(clip: AvClip, target: int, config: ModelConfig, model_frame
     region = RegionFeatures(height, width, config, [RegionKey(0.0, box=clip.boxes[target])])
     grey = clip.grey
     rows = np.stack([region.frame(grey[index], moment).copy() for index, moment in enumerate(clip.frame_seconds)])
-    period = 1.0 / FRAME_RATE if len(clip.frame_seconds) < 2 else clip.frame_seconds[1] - clip.frame_seconds[0]
-    return visual_schedule(clip.frame_seconds, rows, model_frames, config, period)
+    return visual_schedule(clip.frame_seconds, rows, model_frames, config)

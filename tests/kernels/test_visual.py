@@ -102,9 +102,9 @@ def test_a_mask_weights_the_pixels_and_gives_its_bounding_box():
 
 
 def test_hold_takes_the_latest_frame_at_or_before_each_time_and_zeros_where_there_is_no_video():
-    frame_seconds = np.array([0.10, 0.14, 0.18])
-    rows = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], np.float32)
-    at = np.array([0.05, 0.10, 0.139, 0.15, 0.21, 0.2201, 0.3])
+    frame_seconds = np.array([0.10, 0.14, 0.18, 1.0])  # a gap from 0.18 s to 1.0 s
+    rows = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]], np.float32)
+    at = np.array([0.05, 0.10, 0.139, 0.15, 0.21, 0.23, 0.5, 1.0, 1.2, 1.3])
     out = np.full((len(at), 2), -1.0, np.float32)
-    hold_features_at(frame_seconds, rows, at, 0.04, out)
-    np.testing.assert_array_equal(out[:, 0], [0.0, 1.0, 1.0, 2.0, 3.0, 0.0, 0.0])
+    hold_features_at(frame_seconds, rows, at, 0.25, out)
+    np.testing.assert_array_equal(out[:, 0], [0.0, 1.0, 1.0, 2.0, 3.0, 3.0, 0.0, 4.0, 4.0, 0.0])
