@@ -80,28 +80,49 @@ def sample_times(batch: int, config: ModelConfig, generator=None) -> torch.Tenso
     return torch.sigmoid(config.flow.logit_normal_mean + config.flow.logit_normal_std * normal)
 
 
+def sample_training_times(batch: int, config: ModelConfig, zero_time_share: float, generator=None) -> torch.Tensor:
+    """Logit-normal times, with ``zero_time_share`` of the rows at exactly t = 0: the time a
+    one-step sampler starts from, whose output is the network's clean estimate itself."""
+    time = sample_times(batch, config, generator)
+    if zero_time_share <= 0:
+        return time
+    return torch.where(torch.rand(batch, generator=generator) < zero_time_share, torch.zeros_like(time), time)
+
+
+def bin_weights(features: torch.Tensor, compression: float, weight_exponent: float | None) -> torch.Tensor:
+    """Per-bin loss weights, mean one per example, from the mixture's features |X|^compression.
+
+    ``weight_exponent`` None weighs bins by the features themselves; 2 weighs them by the
+    mixture's power, which is how a mask error enters the SI-SDR of the separated signal."""
+    if weight_exponent is not None:
+        features = features ** (weight_exponent / compression)
+    return features / (features.mean(dim=(1, 2), keepdim=True) + 1e-8)
+
+
 def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: torch.Tensor,
-                       conditioning: Conditioning, generator=None) -> torch.Tensor:
+                       conditioning: Conditioning, generator=None, *, weight_exponent: float | None = None,
+                       zero_time_share: float = 0.0) -> torch.Tensor:
     """mixture, target: (B, n) waveforms; the residual is mixture - target.
 
     ``model`` may be wrapped (DistributedDataParallel): it is called, and its config read
-    from the module inside."""
+    from the module inside. ``weight_exponent`` and ``zero_time_share``: see ``bin_weights``
+    and ``sample_training_times``."""
     config = getattr(model, "module", model).config
     mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
     data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
     features = mixture_features(mix_spec, config.transformer.compression)
     conditioning = conditioning.fitted(data.shape[1])
     noise = torch.randn(data.shape, generator=generator)
-    time = sample_times(data.shape[0], config, generator)
+    time = sample_training_times(data.shape[0], config, zero_time_share, generator)
     noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * data
     velocity = model(lookahead_align(features, config.transformer.lookahead_frames), noisy, time,
                      conditioning.text, conditioning.example_features, conditioning.has_example,
                      conditioning.anchors, conditioning.visual)
     # The velocity error times the time left is the denoiser's error: the loss stays finite
-    # near t = 1 and weighs every time alike. Bins are weighted by the mixture's compressed
-    # level: silent bins matter little to the ear.
+    # near t = 1 and weighs every time alike. Bins are weighted by the mixture's level:
+    # silent bins matter little to the ear.
     remaining = torch.clamp(1 - time, min=MIN_REMAINING_TIME)[:, None, None]
-    weight = features / (features.mean(dim=(1, 2), keepdim=True) + 1e-8)
+    weight = bin_weights(features, config.transformer.compression, weight_exponent)
     error = ((velocity - (data - noise)) * remaining) ** 2
     return (error * weight.repeat(1, 1, 2)).mean()
 

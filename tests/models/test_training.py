@@ -143,3 +143,47 @@ def test_si_sdr_is_scale_invariant_and_penalises_noise():
     assert si_sdr(0.3 * reference, reference) > 100
     noisy = reference + 0.1 * np.random.default_rng(0).standard_normal(4800)
     assert 15 < si_sdr(noisy, reference) < 20
+
+
+def test_zero_time_share_puts_that_share_of_the_batch_at_time_zero():
+    config, _, _, _ = toy_setup()
+    from samstream.models.flow import sample_times, sample_training_times
+
+    assert torch.equal(sample_training_times(64, config, 1.0, torch.Generator().manual_seed(3)), torch.zeros(64))
+    plain = sample_times(64, config, torch.Generator().manual_seed(3))
+    assert torch.equal(sample_training_times(64, config, 0.0, torch.Generator().manual_seed(3)), plain)
+    mixed = sample_training_times(4000, config, 0.5, torch.Generator().manual_seed(3))
+    assert 0.45 < float((mixed == 0).float().mean()) < 0.55
+
+
+def test_power_bin_weights_follow_the_mixture_power_with_mean_one():
+    from samstream.models.flow import bin_weights
+
+    magnitude = torch.rand(2, 5, 7) + 0.1
+    features = magnitude ** 0.3
+    power = bin_weights(features, 0.3, 2.0)
+    assert torch.allclose(power.mean(dim=(1, 2)), torch.ones(2), atol=1e-5)
+    expected = magnitude ** 2 / (magnitude ** 2).mean(dim=(1, 2), keepdim=True)
+    assert torch.allclose(power, expected, rtol=1e-4)
+    assert torch.allclose(bin_weights(features, 0.3, None), features / features.mean(dim=(1, 2), keepdim=True))
+
+
+def test_at_time_zero_the_loss_is_a_regression_the_noise_drops_out_of():
+    from samstream.models.flow import flow_matching_loss
+    from samstream.models.transformer import SeparationDiT
+
+    config, sampler, _, _ = toy_setup()
+    torch.manual_seed(0)
+    model = SeparationDiT(config).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.01)  # a zero head would predict the same for any input
+    batch = sampler.batch(2, 0.5, np.random.default_rng(4))
+    mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
+    target = torch.from_numpy(np.stack([example.target for example in batch]))
+    conditioning = PromptSampler.stack([example.conditioning for example in batch], config)
+    with torch.no_grad():
+        losses = [float(flow_matching_loss(model, mixture, target, conditioning, torch.Generator().manual_seed(seed),
+                                           weight_exponent=2.0, zero_time_share=1.0)) for seed in (1, 2)]
+        noisy = [float(flow_matching_loss(model, mixture, target, conditioning, torch.Generator().manual_seed(seed)))
+                 for seed in (1, 2)]
+    assert np.isfinite(losses[0]) and losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert abs(noisy[0] - noisy[1]) > 10 * abs(losses[0] - losses[1])  # elsewhere the noise reaches the network
