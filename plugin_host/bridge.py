@@ -23,6 +23,7 @@ from samstream.stream.live import LiveProcessor
 
 from .control import Controller, MixSettings
 from .live_judge import LiveJudge
+from .video_live import LiveVisual
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 HISTORY_SECONDS = 30.0
@@ -92,6 +93,7 @@ class LiveBridge:
                                            crossfade_frames=fade_frames, device=device, variant=variant)
                       for count in available}
         self.model = StepSwitch(separators, steps)
+        self._visual = LiveVisual(config, list(separators.values()), fade_frames, self._visual_changed)
         engine = StftEngine(config.stft.n_fft, config.stft.hop, model=self.model,
                             supported_sample_rates=(config.stft.sample_rate,))
         self.processor = LiveProcessor(engine, host_block=host_block, max_block=max_block, threaded=threaded,
@@ -141,6 +143,7 @@ class LiveBridge:
         self._history_count = np.zeros(1, np.int64)
         record_history(np.zeros((channels, 4), np.float32), self._history, self._history_count)
         self._history_count[0] = 0
+        self._visual.restart()
         if self.judge is not None:
             try:
                 self.judge.configure(rate, round(self.processor.crossfade_ms * rate / 1000))
@@ -164,6 +167,7 @@ class LiveBridge:
         if self.judge is not None:
             self.judge.stop()
         self.processor.stop()
+        self._visual.stop()
         if self._prompt_thread is not None:
             self._prompt_jobs.put(None)
             self._prompt_thread.join(timeout=5)
@@ -183,6 +187,7 @@ class LiveBridge:
     def _before_hop(self, stream_sample: int) -> None:
         """Runs on the worker before each hop: scheduled changes, live anchors, history."""
         self.controller.run_due()
+        self._visual.before_hop()
         anchor = 0
         if self._capture_start is not None:
             anchor = ANCHOR_POSITIVE
@@ -215,7 +220,8 @@ class LiveBridge:
         self._apply_weights()
 
     def _apply_weights(self) -> None:
-        empty = self._text_embedding is None and self._example is None and not self._text
+        empty = self._text_embedding is None and self._example is None and not self._text and \
+            not self._visual.prompting
         dry, target, residual = self._mix.weights(passing_through=empty)
         self.processor.set_weights(dry, target, residual, dry + target + residual)
 
@@ -250,12 +256,31 @@ class LiveBridge:
         now = self.processor.stream_samples()
         self._anchor_spans = [span for span in self._anchor_spans if span[1] > now] + [(first, stop, anchor)]
 
-    def set_visual_box(self, box: tuple[float, float, float, float]) -> None:
-        self._note("visual box stored; no video source is attached, so it does not steer the model yet")
+    def set_visual_box(self, box: tuple[float, float, float, float] | None) -> None:
+        self._visual.set_box(box)
+        if self._visual.feed is None:
+            self._note("visual box stored; no video source is attached (serve --video), so it does not steer")
+        self._visual_changed(None)
+
+    def attach_video(self, path: str, threaded: bool | None = None) -> None:
+        """A video source (a file played in step with the stream, or /dev/videoN) for the visual box."""
+        from .video_live import VideoFeed
+        feed = VideoFeed(path, self.config, self.stream_seconds, self.processor.threaded if threaded is None
+                         else threaded)
+        self._visual.attach(feed)
+
+    def _visual_changed(self, reason: str | None) -> None:
+        if reason:
+            self._note(reason)
+        try:  # from the worker too: never wait on a full queue there
+            self._prompt_jobs.put_nowait(("visual",))
+        except queue.Full:
+            pass
 
     def clear_prompts(self) -> None:
         self._anchor_spans.clear()
         self._capture_start = None
+        self._visual.set_box(None)
         self._prompt_jobs.put(("clear",))
 
     # prompt thread -------------------------------------------------------------------
@@ -281,8 +306,11 @@ class LiveBridge:
             self._example = self._example_from_history(job[1], job[2])
         elif kind == "clear":
             self._text, self._text_embedding, self._example = "", None, None
+        elif kind == "visual" and (self._text_embedding is not None or self._example is not None):
+            return  # its row is fed every hop; the other prompts keep the model running: nothing to redo
         self._prompt_sent_at = time.perf_counter()
-        self.model.set_prompt(Prompt(text_embedding=self._text_embedding, example_features=self._example))
+        self.model.set_prompt(Prompt(text_embedding=self._text_embedding, example_features=self._example,
+                                     visual=self._visual.row if self._visual.prompting else None))
         if self.judge is not None:
             self.judge.set_prompt(self._text_embedding)
         self._apply_weights()
@@ -315,6 +343,8 @@ class LiveBridge:
             parts.append(f"example of {self._example_seconds:.1f} s")
         if self._capture_start is not None:
             parts.append("capturing")
+        if self._visual.prompting:
+            parts.append(self._visual.describe())
         return ", ".join(parts)
 
     def status(self) -> dict:
@@ -359,6 +389,7 @@ class LiveBridge:
             "sample_rate": self.processor.sample_rate,
             "channels": self.processor.channels,
             "stream_seconds": round(self.stream_seconds(), 3),
+            "visual": self._visual.status(),
         }
 
     def meters(self) -> dict:

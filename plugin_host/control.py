@@ -264,6 +264,9 @@ class Controller:
             w, h = values[2:]
             if not (w > 0 and h > 0):
                 raise ControlError(f"{path}: width and height must be positive, got {w:g} x {h:g}")
+            x, y = values[:2]
+            if min(x + w, 1.0) <= max(x, 0.0) or min(y + h, 1.0) <= max(y, 0.0):
+                raise ControlError(f"{path}: the box lies outside the frame (0..1 on both axes)")
 
     def _absolute_span(self, start: float, stop: float) -> tuple[float, float]:
         now = self.target.stream_seconds()

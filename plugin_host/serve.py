@@ -45,6 +45,9 @@ def register(commands) -> None:
     serve.add_argument("--max-latency-ms", type=float, default=25.0, help="cap on the total latency (ms)")
     serve.add_argument("--judge", help="judge folder for the live confidence (default: the bundled model's judge/)")
     serve.add_argument("--no-judge", action="store_true", help="no live confidence (saves its CPU share)")
+    serve.add_argument("--video", help="video source for /sam/prompt/visual/box: a file played in step with the "
+                       "stream, or a V4L2 camera /dev/videoN (needs samstream[video])")
+    serve.add_argument("--box", metavar="X,Y,W,H", help="visual box to start with on --video (0..1 of the frame)")
     serve.add_argument("--crossfade-ms", type=float, default=20.0, help="prompt and setting crossfades (ms)")
 
 
@@ -88,6 +91,18 @@ def banner(arguments: argparse.Namespace, backend, bridge: LiveBridge, servers: 
     return line
 
 
+def start_video(arguments: argparse.Namespace, bridge: LiveBridge) -> None:
+    """--video and --box: the bridge's video source, decoding on its own thread from now on."""
+    if arguments.box and not arguments.video:
+        raise ConfigurationError("--box needs --video")
+    if arguments.video:
+        from .video import parse_box
+        box = parse_box(arguments.box).box if arguments.box else None
+        bridge.attach_video(arguments.video)
+        if box is not None:
+            bridge.controller.apply("/sam/prompt/visual/box", list(box))
+
+
 def run(arguments: argparse.Namespace) -> int:
     if not arguments.no_control:
         check_bind(arguments.host, arguments.token)
@@ -117,6 +132,7 @@ def run(arguments: argparse.Namespace) -> int:
         bridge.controller.apply("/sam/mode", [arguments.mode])
         if arguments.text:
             bridge.controller.apply("/sam/prompt/text", [arguments.text])
+        start_video(arguments, bridge)
         bridge.settle()
         if not arguments.no_control:
             from .osc_server import OscServer
