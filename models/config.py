@@ -53,6 +53,9 @@ class TransformerConfig:
 class PromptConfig:
     text_dim: int = 384  # the sentence encoder's embedding size
     visual_dim: int = 16  # per-frame visual features; zero-gated until a visual encoder trains it
+    # True only for a model trained on visual features (models.visual): before that its visual
+    # weights never saw a feature, and the serving path says the box does not steer it.
+    visual_trained: bool = False
     example_dim: int = 128  # the pooled "sounds like this" embedding from a captured span
 
 

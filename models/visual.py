@@ -165,6 +165,10 @@ class VisualFrames:
         return visual_schedule(self.seconds, self.rows, frames, config)
 
 
+UNTRAINED_NOTE = ("this model was not trained with visual prompts (config prompt.visual_trained is false): "
+                  "the box does not steer it yet")
+
+
 def token_seconds(frames: int, config: ModelConfig, first: int = 0) -> np.ndarray:
     """Stream times (s) that model frames first..first+frames look at: the centres of their STFT windows."""
     stft = config.stft

@@ -52,7 +52,7 @@ def visual_prompt(arguments: argparse.Namespace, audio_seconds: float, default_m
     if not (arguments.box or arguments.mask):
         raise ValueError("--video needs --box X,Y,W,H or --mask PNG: which object in the picture makes the sound")
     from samstream.models.runtime import load_serving_config
-    from samstream.models.visual import MOTION_FEATURES, ImageEncoder
+    from samstream.models.visual import MOTION_FEATURES, UNTRAINED_NOTE, ImageEncoder
 
     from .video import parse_box, parse_mask, video_features
 
@@ -62,7 +62,8 @@ def visual_prompt(arguments: argparse.Namespace, audio_seconds: float, default_m
     encoder = None if not arguments.image_encoder else \
         ImageEncoder(Path(arguments.image_encoder), config.prompt.visual_dim - MOTION_FEATURES)
     track = video_features(arguments.video, boxes, config, audio_seconds, masks, encoder)
-    for note in track.notes:
+    notes = [*track.notes, *([] if config.prompt.visual_trained else [UNTRAINED_NOTE])]
+    for note in notes:
         print(f"video: {note}")
     return track.frames
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from samstream.models.config import ModelConfig
-from samstream.models.visual import HOLD_SECONDS, RegionFeatures, clip_box, token_seconds
+from samstream.models.visual import HOLD_SECONDS, UNTRAINED_NOTE, RegionFeatures, clip_box
 
 from .video import VideoError, decoded_frames, open_video
 
@@ -168,7 +168,8 @@ class LiveVisual:
         self._hops += 1
         available = False
         if self.feed is not None and self.box is not None and token >= 0:
-            moment = float(token_seconds(1, self.config, token)[0])
+            stft = self.config.stft  # the time token_seconds gives, without an array per hop
+            moment = ((token + 1) * stft.hop - stft.n_fft / 2) / stft.sample_rate
             shown = self.feed.latest_at(moment, self._fresh)
             self._last_frame_seconds = shown
             available = shown is not None and moment - shown <= STALL_SECONDS
@@ -211,4 +212,5 @@ class LiveVisual:
             "last_frame_seconds": None if self._last_frame_seconds is None else round(self._last_frame_seconds, 3),
             "frame_ms": round(feed.decode_ms, 3) if feed else None,
             "weight": round(self._gain, 3),
+            "note": "" if self.config.prompt.visual_trained else UNTRAINED_NOTE,
         }

@@ -150,6 +150,7 @@ def test_separate_with_video_and_box_from_the_command_line(scene, model_dir, tmp
     target, _ = soundfile.read(out / "target.wav", dtype="float32")
     residual, _ = soundfile.read(out / "residual.wav", dtype="float32")
     np.testing.assert_allclose(target + residual, scene.mixture[0], atol=1e-4)
+    assert "video: this model was not trained with visual prompts" in result.stdout
     out_short = tmp_path / "short"
     short = tmp_path / "short.mp4"
     write_video(short, scene.clip.frames[:100], 25.0)
