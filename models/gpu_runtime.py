@@ -64,8 +64,9 @@ def make_cuda_session(path: Path, stream, cuda_graph: bool) -> onnxruntime.Infer
         onnxruntime.preload_dlls()
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # TF32 off: float32 products as on the CPU, so a stream's output does not depend on where it ran.
     provider = {"device_id": str(cuda.get_current_device().id), "user_compute_stream": str(stream_handle(stream)),
-                "enable_cuda_graph": "1" if cuda_graph else "0"}
+                "enable_cuda_graph": "1" if cuda_graph else "0", "use_tf32": "0"}
     try:
         return onnxruntime.InferenceSession(str(path), options,
                                             providers=[("CUDAExecutionProvider", provider), "CPUExecutionProvider"])

@@ -50,12 +50,12 @@ def test_the_device_stft_round_trip_is_the_input_delayed():
 
 def test_the_device_engine_equals_the_cpu_batched_engine(serving):
     """Two stereo streams, prompts on one, a prompt switch with a fade, past the cache's length."""
-    from samstream.models.gpu_runtime import DeviceSeparator
+    from samstream.models.gpu_runtime import DeviceSeparator, onnxruntime_has_cuda
     from samstream.stream.gpu_engine import CudaStftEngine
     streams, channels, hops = 2, 2, 11
     device_separator = DeviceSeparator(serving, streams, channels, seed=5, crossfade_frames=2, noise="host")
     cpu_separator = BatchedSeparator(serving, streams, channels, seed=5, crossfade_frames=2)
-    assert device_separator.binds_device_memory is (not SIMULATED)
+    assert device_separator.binds_device_memory is (not SIMULATED and onnxruntime_has_cuda())
     config = cpu_separator.config
     n_fft, hop = config.stft.n_fft, config.stft.hop
     engines = [CudaStftEngine(n_fft, hop, device_separator), StftEngine(n_fft, hop, model=cpu_separator)]
@@ -73,7 +73,8 @@ def test_the_device_engine_equals_the_cpu_batched_engine(serving):
         outputs.append(np.concatenate([first, stream_hops(engine, signal[:, 6 * hop:], hop)], axis=1))
     on_device, on_cpu = outputs
     assert np.abs(on_cpu).max() > 0.01
-    assert np.abs(on_device - on_cpu).max() <= 2e-5
+    # A real GPU's ONNX Runtime kernels sum in other orders than the CPU's: a looser bound there.
+    assert np.abs(on_device - on_cpu).max() <= (2e-5 if SIMULATED else 1e-4)
 
 
 @pytest.mark.filterwarnings("ignore")  # the simulator's uint64 generator arithmetic overflows on purpose
