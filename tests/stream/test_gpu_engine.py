@@ -93,3 +93,18 @@ def test_device_noise_runs_and_a_stream_without_a_prompt_passes_through(serving)
     assert np.isfinite(out).all()
     assert np.abs(out[0, delay:] - signal[0, :-delay]).max() < 1e-5
     assert np.abs(out[1, delay:] - signal[1, :-delay]).max() > 1e-3
+
+
+def test_an_impulse_through_the_scheduler_and_the_device_engine_arrives_at_the_reported_latency():
+    """Host blocks of changing sizes around the device engine, as a live backend would give them."""
+    from samstream.stream.gpu_engine import CudaStftEngine
+    from samstream.stream.offline import random_blocks, render_streamed
+    from samstream.stream.scheduler import BlockScheduler
+    scheduler = BlockScheduler(CudaStftEngine(128, 32))
+    scheduler.configure(48000, 64, 1)
+    signal = np.zeros((1, 32 * 14), np.float32)
+    signal[0, 37] = 1.0
+    out = render_streamed(scheduler, signal, random_blocks(1, 64, seed=4))
+    assert scheduler.latency_samples == 96 + 31  # the STFT's n_fft - hop, and hop - 1 for changing blocks
+    assert int(np.argmax(np.abs(out[0]))) == 37 + scheduler.latency_samples
+    assert abs(out[0, 37 + scheduler.latency_samples] - 1.0) < 1e-5
