@@ -106,7 +106,8 @@ def render_av_clip(sources: list[np.ndarray], sample_rate: int, rng: np.random.G
     cells = rng.permutation(GRID[0] * GRID[1])[:objects]
     background = rng.uniform(30, 90) + rng.normal(0, 12, (height, width, 1)) * np.ones(3)
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    video = np.empty((frames, height, width, 3), np.uint8)
+    noise = rng.normal(0, SENSOR_NOISE, (frames, height, width, 1)).astype(np.float32)
+    video = (background.astype(np.float32) + noise)  # (frames, height, width, 3); objects drawn on top
     boxes = []
     looks = []
     for index, cell in enumerate(cells):
@@ -116,16 +117,19 @@ def render_av_clip(sources: list[np.ndarray], sample_rate: int, rng: np.random.G
                       left + cell_w / 2, rng.uniform(0.22, 0.32) * min(cell_h, cell_w), rng.uniform(0, 2 * np.pi),
                       onsets(envelopes[index])))
     for frame, moment in enumerate(frame_seconds):
-        picture = background + rng.normal(0, SENSOR_NOISE, (height, width, 1))
+        picture = video[frame]
         for index, (shape, colour, centre_row, centre_col, radius, phase, jolts) in enumerate(looks):
             level = envelopes[index, frame]
             swing = np.sin(2 * np.pi * SHAKE_HZ * moment + phase)
             dy = level * SHAKE_PIXELS * swing - JOLT_PIXELS * jolts[frame]
             dx = level * SHAKE_PIXELS * np.cos(2 * np.pi * SHAKE_HZ * 0.77 * moment + phase)
             grow = 1.0 + 0.25 * level
-            inside = _shape_mask(shape, rows - centre_row - dy, cols - centre_col - dx, radius * grow)
-            picture[inside] = colour
-        video[frame] = np.clip(picture, 0, 255).astype(np.uint8)
+            # Only the object's own cell is drawn: it never leaves it (shake + jolt < the margin).
+            top, left = int(centre_row - cell_h / 2), int(centre_col - cell_w / 2)
+            cell = (slice(top, top + cell_h), slice(left, left + cell_w))
+            inside = _shape_mask(shape, rows[cell] - centre_row - dy, cols[cell] - centre_col - dx, radius * grow)
+            picture[cell][inside] = colour
+    video = np.clip(video, 0, 255).astype(np.uint8)
     return AvClip(video, frame_seconds, tuple(boxes), envelopes, len(sources))
 
 
@@ -136,3 +140,14 @@ def clip_visual_rows(clip: AvClip, target: int, config: ModelConfig, model_frame
     grey = clip.grey
     rows = np.stack([region.frame(grey[index], moment).copy() for index, moment in enumerate(clip.frame_seconds)])
     return visual_schedule(clip.frame_seconds, rows, model_frames, config)
+
+
+def mixture_visual_rows(target: np.ndarray, residual: np.ndarray, rng: np.random.Generator, config: ModelConfig,
+                        frames: int, distractors: int = 2) -> np.ndarray:
+    """The visual input of one training mixture: a clip of its target, residual and distractors, the target's box.
+
+    The training step that remains for the visual prompt sets ``prompt["visual"]`` to this
+    (for part of the examples) where ``models.prompts`` now puts zeros.
+    """
+    clip = render_av_clip([target, residual], config.stft.sample_rate, rng, distractors=distractors)
+    return clip_visual_rows(clip, 0, config, frames)

@@ -112,3 +112,15 @@ def test_clip_box_clips_and_refuses_a_box_outside():
     assert clip_box((-0.2, 0.5, 0.5, 0.8)) == pytest.approx((0.0, 0.5, 0.3, 0.5))
     with pytest.raises(ValueError, match="outside the frame"):
         clip_box((1.1, 0.0, 0.2, 0.2))
+
+
+def test_a_training_mixture_gets_rows_that_follow_its_target():
+    from samstream.models.data.av_clips import mixture_visual_rows
+
+    rng = np.random.default_rng(21)
+    target, residual = bursts(rng), bursts(rng)
+    frames = -(-len(target) // CONFIG.stft.hop)  # as models.prompts counts a training example's frames
+    rows = mixture_visual_rows(target, residual, rng, CONFIG, frames)
+    envelope = source_envelope(target, RATE, token_seconds(frames, CONFIG))
+    assert rows.shape == (frames, CONFIG.prompt.visual_dim)
+    assert np.corrcoef(rows[:, MOTION], envelope)[0, 1] > 0.7
