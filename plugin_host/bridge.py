@@ -269,6 +269,10 @@ class LiveBridge:
                          else threaded)
         self._visual.attach(feed)
 
+    def video_picture(self) -> bytes | None:
+        """The video source's latest frame as a JPEG, for drawing the box on the control page."""
+        return self._visual.feed.picture_jpeg() if self._visual.feed is not None else None
+
     def _visual_changed(self, reason: str | None) -> None:
         if reason:
             self._note(reason)

@@ -198,6 +198,11 @@ class Controller:
     def meters(self) -> dict:
         return self.target.meters()
 
+    def video_picture(self) -> bytes | None:
+        """The latest video frame (JPEG) where the target has a video source, else None."""
+        picture = getattr(self.target, "video_picture", None)
+        return picture() if picture is not None else None
+
     def add_listener(self, listener: Callable[[dict], None]) -> Callable[[], None]:
         """``listener(state)`` after every accepted change; returns the function that removes it."""
         with self._lock:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from samstream.models.config import ModelConfig
 from samstream.models.visual import ImageEncoder, RegionFeatures, RegionKey, VisualFrames
 
 ANALYSIS_WIDTH = 160
+PICTURE_WIDTH = 320  # the control page's picture of the latest frame, to draw a box on
 # An audio file and its video may differ by a few frames at the ends; past this share of the
 # audio without video, the user is told which seconds carry no visual prompt.
 LENGTH_NOTE_SECONDS = 0.1
@@ -80,9 +82,12 @@ def open_video(path: str | Path):
     return container, stream, info
 
 
-def decoded_frames(container, stream, info: VideoInfo, colour: bool = False
-                   ) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
-    """(seconds, grey (h, w) uint8, rgb (H, W, 3) uint8 or None) per frame, in presentation order."""
+def decoded_frames(container, stream, info: VideoInfo) -> Iterator[tuple[float, np.ndarray, object]]:
+    """(seconds, grey (h, w) uint8 at the analysis size, the decoded av.VideoFrame) per frame, in presentation order.
+
+    The frame itself is handed on for what only some callers need (an image encoder's
+    colour crop, the control page's picture), converted only there.
+    """
     av = require_av()
     height, width = info.analysis_size
     last = -np.inf
@@ -95,7 +100,7 @@ def decoded_frames(container, stream, info: VideoInfo, colour: bool = False
                 continue  # a repeated or reordered timestamp: keep time running forwards
             last = seconds
             grey = frame.to_ndarray(format="gray", width=width, height=height)
-            yield seconds, np.ascontiguousarray(grey), frame.to_ndarray(format="rgb24") if colour else None
+            yield seconds, np.ascontiguousarray(grey), frame
     except av.error.FFmpegError as error:
         raise VideoError(f"{info.path}: decoding failed ({str(error).splitlines()[0]})") from None
 
@@ -122,8 +127,9 @@ def video_features(path: str | Path, boxes: list[RegionKey], config: ModelConfig
         height, width = info.analysis_size
         region = RegionFeatures(height, width, config, region_keys(boxes, list(masks), info.analysis_size), encoder)
         seconds, rows = [], []
-        for moment, grey, rgb in decoded_frames(container, stream, info, colour=encoder is not None):
+        for moment, grey, frame in decoded_frames(container, stream, info):
             seconds.append(moment)
+            rgb = frame.to_ndarray(format="rgb24") if encoder is not None else None
             rows.append(region.frame(grey, moment, rgb).copy())
     finally:
         container.close()
@@ -142,6 +148,18 @@ def video_features(path: str | Path, boxes: list[RegionKey], config: ModelConfig
         notes.append(f"the video ends at {last:.2f} s, the audio at {audio_seconds:.2f} s: "
                      "no visual prompt after it")
     return VisualTrack(VisualFrames(np.array(seconds), np.stack(rows)), info, tuple(notes))
+
+
+def jpeg_of(frame, width: int = PICTURE_WIDTH) -> bytes:
+    """A decoded av.VideoFrame -> JPEG bytes ``width`` pixels wide (the control page's picture of the scene)."""
+    av = require_av()
+    height = max(2, round(frame.height * width / frame.width / 2) * 2)
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    small = frame.reformat(width=width, height=height, format="yuvj420p")
+    small.pts = 0
+    return b"".join(bytes(packet) for packet in [*encoder.encode(small), *encoder.encode(None)])
 
 
 def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
@@ -169,8 +187,6 @@ def write_video(path: str | Path, frames: np.ndarray, frame_rate: float, start_s
     variable frame rate, gaps included) rounded to the stream's time base.
     """
     av = require_av()
-    from fractions import Fraction
-
     rate = Fraction(frame_rate).limit_denominator(1001)
     with av.open(str(path), "w") as container:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"

@@ -24,7 +24,7 @@ import numpy as np
 from samstream.models.config import ModelConfig
 from samstream.models.visual import HOLD_SECONDS, UNTRAINED_NOTE, RegionFeatures, clip_box
 
-from .video import VideoError, decoded_frames, open_video
+from .video import VideoError, decoded_frames, jpeg_of, open_video
 
 RING_FRAMES = 64
 LEAD_SECONDS = 0.08  # how far a file is decoded ahead of the stream: a new box lands within this
@@ -50,6 +50,8 @@ class VideoFeed:
         self.count = 0
         self.state = "playing"
         self.decode_ms = 0.0  # mean cost of one frame: decode and features
+        self._latest_frame = None  # the decoded frame itself, for the control page's picture
+        self._picture: tuple[int, bytes] | None = None  # (frame count, JPEG): encoded once per frame
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -82,7 +84,7 @@ class VideoFeed:
         """Decode the next frame into the ring; False when the video has ended or failed."""
         start = time.perf_counter()
         try:
-            seconds, grey, _ = next(self._frames)
+            seconds, grey, frame = next(self._frames)
         except StopIteration:
             self.state = "ended"
             return False
@@ -96,9 +98,19 @@ class VideoFeed:
         slot = self.count % RING_FRAMES
         self.rows[slot] = self.region.frame(grey, seconds)
         self.seconds[slot] = seconds
+        self._latest_frame = frame  # a reference: the decoder does not reuse a frame still referred to
         self.count += 1
         self.decode_ms += (1000.0 * (time.perf_counter() - start) - self.decode_ms) / min(self.count, 100)
         return True
+
+    def picture_jpeg(self) -> bytes | None:
+        """The latest decoded frame as a small JPEG (for the control page), or None before the first."""
+        count, frame = self.count, self._latest_frame
+        if frame is None:
+            return None
+        if self._picture is None or self._picture[0] != count:
+            self._picture = (count, jpeg_of(frame))
+        return self._picture[1]
 
     def latest_at(self, seconds: float, row_out: np.ndarray) -> float | None:
         """Copy the row of the latest frame shown at or before ``seconds``; its time, or None if none is there yet."""

@@ -218,6 +218,11 @@ class WebSocketServer:
         documents = {"/tree": self.controller.tree, "/state": self.controller.state, "/status": self.controller.status}
         if url.path in documents:
             return self._http(200, "application/json", _dumps(documents[url.path]()).encode())
+        if url.path == "/video/frame.jpg":  # the picture the page draws the visual box on
+            picture = self.controller.video_picture()
+            if picture is None:
+                return connection.respond(404, "no video source (serve --video)\n")
+            return self._http(200, "image/jpeg", picture)
         return connection.respond(404, f"nothing at {url.path[:80]}; try /, /tree, /state, /status\n")
 
     @staticmethod
