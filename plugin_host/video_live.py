@@ -151,6 +151,7 @@ class LiveVisual:
 
     def attach(self, feed: VideoFeed) -> None:
         self.feed = feed
+        self.state = "no box" if self.box is None else "waiting for the first frame"
         feed.set_box(self.box)
         feed.start()
 

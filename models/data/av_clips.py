@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from samstream.models.config import ModelConfig
-from samstream.models.visual import RegionFeatures, RegionKey, visual_schedule
+from samstream.models.visual import RegionFeatures, RegionKey, VisualFrames
 
 FRAME_RATE = 25.0
 SIZE = (90, 160)  # (height, width): the serving path's analysis size for 16:9 video
@@ -133,13 +133,18 @@ def render_av_clip(sources: list[np.ndarray], sample_rate: int, rng: np.random.G
     return AvClip(video, frame_seconds, tuple(boxes), envelopes, len(sources))
 
 
-def clip_visual_rows(clip: AvClip, target: int, config: ModelConfig, model_frames: int) -> np.ndarray:
-    """(model_frames, visual_dim): the visual input for prompting object ``target`` by its box."""
+def clip_visual_frames(clip: AvClip, target: int, config: ModelConfig) -> VisualFrames:
+    """The features of object ``target``'s box, one row per video frame, as a video file of the clip gives them."""
     height, width = clip.frames.shape[1:3]
     region = RegionFeatures(height, width, config, [RegionKey(0.0, box=clip.boxes[target])])
     grey = clip.grey
     rows = np.stack([region.frame(grey[index], moment).copy() for index, moment in enumerate(clip.frame_seconds)])
-    return visual_schedule(clip.frame_seconds, rows, model_frames, config)
+    return VisualFrames(clip.frame_seconds, rows)
+
+
+def clip_visual_rows(clip: AvClip, target: int, config: ModelConfig, model_frames: int) -> np.ndarray:
+    """(model_frames, visual_dim): the visual input for prompting object ``target`` by its box."""
+    return clip_visual_frames(clip, target, config).schedule(model_frames, config)
 
 
 def mixture_visual_rows(target: np.ndarray, residual: np.ndarray, rng: np.random.Generator, config: ModelConfig,
