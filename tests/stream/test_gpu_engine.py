@@ -77,8 +77,15 @@ def test_the_device_engine_equals_the_cpu_batched_engine(serving):
     assert np.abs(on_device - on_cpu).max() <= (2e-5 if SIMULATED else 1e-4)
 
 
+@pytest.fixture(scope="module")
+def small_serving(tmp_path_factory):
+    """The smallest STFT (128/32): the simulator seeds one noise generator per element, slowly."""
+    return export_tiny_model(tmp_path_factory.mktemp("gpu_small"), n_fft=128, hop=32)
+
+
 @pytest.mark.filterwarnings("ignore")  # the simulator's uint64 generator arithmetic overflows on purpose
-def test_device_noise_runs_and_a_stream_without_a_prompt_passes_through(serving):
+def test_device_noise_runs_and_a_stream_without_a_prompt_passes_through(small_serving):
+    serving = small_serving
     from samstream.models.gpu_runtime import DeviceSeparator
     from samstream.stream.gpu_engine import CudaStftEngine
     separator = DeviceSeparator(serving, 2, 1, noise="device")
