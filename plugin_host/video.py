@@ -180,11 +180,12 @@ def read_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
 
 
 def write_video(path: str | Path, frames: np.ndarray, frame_rate: float, start_seconds: float = 0.0,
-                frame_seconds: np.ndarray | None = None) -> None:
+                frame_seconds: np.ndarray | None = None, crf: int = 12) -> None:
     """(frames, H, W, 3) uint8 RGB -> an H.264 (or MPEG-4 part 2) file, for tests and synthetic clips.
 
     Frame i is shown at ``start_seconds + i / frame_rate``, or at ``frame_seconds[i]`` (a
-    variable frame rate, gaps included) rounded to the stream's time base.
+    variable frame rate, gaps included) rounded to the stream's time base. ``crf`` is
+    H.264's quality (lower is better; 12 keeps test clips close to their pixels).
     """
     av = require_av()
     rate = Fraction(frame_rate).limit_denominator(1001)
@@ -195,7 +196,7 @@ def write_video(path: str | Path, frames: np.ndarray, frame_rate: float, start_s
         stream.pix_fmt = "yuv420p"
         stream.time_base = 1 / rate
         if codec == "libx264":
-            stream.options = {"crf": "12", "preset": "ultrafast"}
+            stream.options = {"crf": str(crf), "preset": "medium"}
         if frame_seconds is None:
             frame_seconds = start_seconds + np.arange(len(frames)) / float(rate)
         else:

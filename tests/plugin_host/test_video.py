@@ -4,6 +4,7 @@ The videos are the project's synthetic clips written to real files with PyAV; th
 is the small randomised one of ``test_separate`` (its visual gate is open, unlike the
 bundled model's, so the visual rows visibly change the output).
 """
+import json
 import subprocess
 
 import numpy as np
@@ -192,3 +193,20 @@ def test_the_command_line_without_pyav_says_what_to_install(tmp_path):
               "try:\n    require_av()\nexcept ValueError as error:\n    print(error)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "pip install samstream[video]" in result.stdout
+
+
+def test_the_bundled_example_video_shows_the_speech_where_its_box_says():
+    from pathlib import Path
+
+    from samstream.plugin_host.audio_files import read_audio
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    description = json.loads((examples / "speech_hum.video.json").read_text())
+    speech, rate = read_audio(examples / "speech_hum.sources" / "speech.flac")
+    envelope = source_envelope(speech[0], rate, token_seconds(FRAMES, CONFIG))
+    figures = {}
+    for name in ("speech", "hum"):
+        box = ",".join(str(value) for value in description["boxes"][name])
+        rows = video_features(examples / description["video"], [parse_box(box)], CONFIG, 6.0).frames
+        figures[name] = np.corrcoef(rows.schedule(FRAMES, CONFIG)[:, MOTION], envelope)[0, 1]
+    assert figures["speech"] > 0.6 and figures["hum"] < figures["speech"] - 0.3, figures
