@@ -262,11 +262,15 @@ class LiveBridge:
             self._note("visual box stored; no video source is attached (serve --video), so it does not steer")
         self._visual_changed(None)
 
-    def attach_video(self, path: str, threaded: bool | None = None) -> None:
+    def attach_video(self, path: str, threaded: bool | None = None, image_encoder: Path | None = None) -> None:
         """A video source (a file played in step with the stream, or /dev/videoN) for the visual box."""
+        from samstream.models.visual import MOTION_FEATURES, ImageEncoder
+
         from .video_live import VideoFeed
+        encoder = None if image_encoder is None else \
+            ImageEncoder(Path(image_encoder), self.config.prompt.visual_dim - MOTION_FEATURES)
         feed = VideoFeed(path, self.config, self.stream_seconds, self.processor.threaded if threaded is None
-                         else threaded)
+                         else threaded, encoder)
         self._visual.attach(feed)
 
     def video_picture(self) -> bytes | None:

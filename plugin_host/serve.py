@@ -48,6 +48,7 @@ def register(commands) -> None:
     serve.add_argument("--video", help="video source for /sam/prompt/visual/box: a file played in step with the "
                        "stream, or a V4L2 camera /dev/videoN (needs samstream[video])")
     serve.add_argument("--box", metavar="X,Y,W,H", help="visual box to start with on --video (0..1 of the frame)")
+    serve.add_argument("--image-encoder", metavar="ONNX", help="your own image encoder for appearance features")
     serve.add_argument("--crossfade-ms", type=float, default=20.0, help="prompt and setting crossfades (ms)")
 
 
@@ -93,12 +94,12 @@ def banner(arguments: argparse.Namespace, backend, bridge: LiveBridge, servers: 
 
 def start_video(arguments: argparse.Namespace, bridge: LiveBridge) -> None:
     """--video and --box: the bridge's video source, decoding on its own thread from now on."""
-    if arguments.box and not arguments.video:
-        raise ConfigurationError("--box needs --video")
+    if (arguments.box or arguments.image_encoder) and not arguments.video:
+        raise ConfigurationError("--box and --image-encoder need --video")
     if arguments.video:
         from .video import parse_box
         box = parse_box(arguments.box).box if arguments.box else None
-        bridge.attach_video(arguments.video)
+        bridge.attach_video(arguments.video, image_encoder=arguments.image_encoder)
         if box is not None:
             bridge.controller.apply("/sam/prompt/visual/box", list(box))
 

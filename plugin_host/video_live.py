@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from samstream.models.config import ModelConfig
-from samstream.models.visual import HOLD_SECONDS, UNTRAINED_NOTE, RegionFeatures, clip_box
+from samstream.models.visual import HOLD_SECONDS, UNTRAINED_NOTE, ImageEncoder, RegionFeatures, clip_box
 
 from .video import VideoError, decoded_frames, jpeg_of, open_video
 
@@ -34,7 +34,8 @@ STALL_SECONDS = HOLD_SECONDS  # no frame this much older than the hop's time: th
 class VideoFeed:
     """Decodes ``path`` (a file, or /dev/videoN) into feature rows, on its own thread or on demand."""
 
-    def __init__(self, path: str, config: ModelConfig, clock: Callable[[], float], threaded: bool = True):
+    def __init__(self, path: str, config: ModelConfig, clock: Callable[[], float], threaded: bool = True,
+                 encoder: ImageEncoder | None = None):
         self.path = str(path)
         self.camera = self.path.startswith("/dev/video")
         self.clock = clock
@@ -42,7 +43,7 @@ class VideoFeed:
         self._container, stream, self.info = open_video(self.path)
         self._frames = decoded_frames(self._container, stream, self.info)
         height, width = self.info.analysis_size
-        self.region = RegionFeatures(height, width, config)
+        self.region = RegionFeatures(height, width, config, encoder=encoder)
         self.region.set_box(None)
         self._pending_box: list = []
         self.seconds = np.full(RING_FRAMES, -np.inf)
@@ -96,7 +97,8 @@ class VideoFeed:
         while self._pending_box:
             self.region.set_box(self._pending_box.pop(0))
         slot = self.count % RING_FRAMES
-        self.rows[slot] = self.region.frame(grey, seconds)
+        rgb = frame.to_ndarray(format="rgb24") if self.region.encoder is not None else None
+        self.rows[slot] = self.region.frame(grey, seconds, rgb)
         self.seconds[slot] = seconds
         self._latest_frame = frame  # a reference: the decoder does not reuse a frame still referred to
         self.count += 1

@@ -36,11 +36,11 @@ def encoder():
     return TextEncoder.load()
 
 
-def live_bridge(model_dir, encoder, video) -> LiveBridge:  # noqa: F811
+def live_bridge(model_dir, encoder, video, image_encoder=None) -> LiveBridge:  # noqa: F811
     bridge = LiveBridge(model_dir, steps=1, threaded=False, host_block=BLOCK, text_encoder=encoder, judge=False)
     bridge.configure(1)
     bridge.start()
-    bridge.attach_video(str(video), threaded=False)
+    bridge.attach_video(str(video), threaded=False, image_encoder=image_encoder)
     return bridge
 
 
@@ -198,3 +198,20 @@ def test_serve_plays_a_video_beside_a_file_and_refuses_a_missing_camera(scene, m
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no V4L2 device on this machine" in lines[0], result.stderr
+
+
+def test_an_image_encoder_adds_appearance_to_the_live_rows(scene, model_dir, encoder, tmp_path):  # noqa: F811
+    from samstream.kernels.visual import MOTION_FEATURES
+    from tests.models.test_visual import mean_colour_encoder
+
+    mean_colour_encoder(tmp_path / "encoder.onnx")
+    rows = []
+    for image_encoder in (None, tmp_path / "encoder.onnx"):
+        bridge = live_bridge(model_dir, encoder, scene.video, image_encoder)
+        bridge.controller.apply("/sam/prompt/visual/box", list(scene.clip.boxes[0]))
+        stream(bridge, scene.mixture[:, :RATE // 2])
+        rows.append(bridge.model.active.buffers["visual"][0].copy())
+        bridge.stop()
+    plain, with_appearance = rows
+    assert not plain[MOTION_FEATURES:].any() and np.abs(with_appearance[MOTION_FEATURES:]).max() > 0.05
+    np.testing.assert_allclose(plain[:MOTION_FEATURES], with_appearance[:MOTION_FEATURES])
