@@ -74,6 +74,12 @@ class VideoFeed:
         self._container.close()
 
     def _run(self) -> None:
+        try:
+            self._play()
+        except Exception as error:  # a source that breaks (a camera unplugged) ends the feed, not the stream
+            self.state = f"failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+
+    def _play(self) -> None:
         while not self._stopping.is_set() and self.state == "playing":
             newest = self.seconds[(self.count - 1) % RING_FRAMES] if self.count else -np.inf
             if not self.camera and newest > self.clock() + LEAD_SECONDS:

@@ -320,6 +320,8 @@ class WebSocketServer:
         status = self.controller.status()
         frame = {**self.controller.meters(), "op": "meter"}
         frame["status"] = {name: status.get(name) for name in METER_STATUS_FIELDS}
+        if isinstance(status.get("visual"), dict):  # a bridge with a video source: live, stalled, ended
+            frame["status"]["visual"] = status["visual"].get("state")
         return frame
 
     async def _meter_loop(self) -> None:

@@ -30,6 +30,9 @@ class TargetWithVideo(RecordingTarget):
     def video_picture(self) -> bytes | None:
         return self.feed.picture_jpeg()
 
+    def status(self) -> dict:
+        return {**super().status(), "visual": {"state": f"video {self.feed.state}", "box": None}}
+
 
 @pytest.fixture(scope="module")
 def feed(tmp_path_factory):
@@ -70,6 +73,8 @@ def test_a_box_dragged_on_the_picture_becomes_the_visual_box(browser, feed):  # 
         browser.get(f"http://127.0.0.1:{server.port}/")
         panel = browser.find_element(By.ID, "video-panel")
         until(browser, panel.is_displayed, "the video panel never showed")
+        state = browser.find_element(By.ID, "video-state")
+        until(browser, lambda: state.text == "video playing", f"the source's state never showed ({state.text!r})")
         canvas = browser.find_element(By.ID, "video-box")
         until(browser, lambda: canvas.size["width"] > 100, "the picture never got its size")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
