@@ -121,6 +121,8 @@ class JudgeConfig:
     n_bands: int = 32
     width: int = 64
     text_dim: int = 384
+    text_bottleneck: int = 16  # the prompt reaches the judge through this few numbers: little data, little room
+    dropout: float = 0.1
     kernel_frames: int = 5  # temporal context of the frame encoder: 5 frames = 53 ms
     window_seconds: float = 3.0  # what one judgement covers, live and in training
     score_floor_db: float = -30.0  # training targets are clipped to this range

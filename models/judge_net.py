@@ -28,19 +28,20 @@ class JudgeNet(nn.Module):
         self.config = config
         width = config.width
         self.frame_in = nn.Sequential(nn.Linear(config.feature_dim, width), nn.GELU(), nn.Linear(width, width))
-        self.prompt_film = nn.Linear(config.text_dim, 2 * width)
+        self.prompt = nn.Sequential(nn.Linear(config.text_dim, config.text_bottleneck), nn.Tanh())
+        self.prompt_film = nn.Linear(config.text_bottleneck, 2 * width)
         self.temporal = nn.Conv1d(width, width, config.kernel_frames, padding=config.kernel_frames // 2)
-        self.prompt_summary = nn.Linear(config.text_dim, width)
-        self.head = nn.Sequential(nn.Linear(3 * width, width), nn.GELU(), nn.Linear(width, 1))
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * width + config.text_bottleneck, width),
+                                  nn.GELU(), nn.Linear(width, 1))
 
     def forward(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """(batch, frames, feature_dim), (batch, text_dim) -> (batch,) dB."""
-        scale, shift = self.prompt_film(text)[:, None].chunk(2, dim=-1)
+        prompt = self.prompt(text)
+        scale, shift = self.prompt_film(prompt)[:, None].chunk(2, dim=-1)
         frames = self.frame_in(features) * (1 + scale) + shift
         frames = frames + self.temporal(nn.functional.gelu(frames).transpose(1, 2)).transpose(1, 2)
         frames = nn.functional.gelu(frames)
-        pooled = torch.cat((frames.mean(dim=1), frames.std(dim=1, unbiased=False),
-                            self.prompt_summary(text)), dim=-1)
+        pooled = torch.cat((frames.mean(dim=1), frames.std(dim=1, unbiased=False), prompt), dim=-1)
         return self.head(pooled)[:, 0]
 
 

@@ -74,6 +74,7 @@ class Separations:
                  teacher_steps: tuple[int, ...] = (4, 16), seed: int = 0):
         from samstream.models.data.captions import captions_for
 
+        from .checkpoint import load_config
         from .train import Teacher
 
         self.model_dir = Path(model_dir)
@@ -81,6 +82,7 @@ class Separations:
         self.classes = classes
         self.captions_for = captions_for
         self.teachers = {steps: Teacher(self.model_dir, steps=steps) for steps in teacher_steps}
+        self.stft = load_config(self.model_dir).stft
         self.early = {Path(folder).name: Teacher(Path(folder), steps=1) for folder in early_checkpoints}
         self.rng = np.random.default_rng(seed)
 
@@ -88,13 +90,21 @@ class Separations:
         captions = self.captions_for(name)
         return captions[int(self.rng.integers(len(captions)))]
 
-    def estimates(self, item: JudgeMixture, heavy: bool) -> dict[str, np.ndarray]:
-        """kind -> (n,) estimate of the target. ``heavy``: also the slow torch runs."""
+    def estimates(self, item: JudgeMixture, heavy: bool, with_model: bool = True) -> dict[str, np.ndarray]:
+        """kind -> (n,) estimate of the target. ``heavy``: also the slow torch runs; without
+        ``with_model``, only the estimates made from the oracle mask (cheap: no network runs)."""
+        out = self.mask_estimates(item)
+        if with_model:
+            out |= self.model_estimates(item, heavy)
+            share = float(self.rng.uniform(0.0, 1.0))
+            out["oracle_blend"] = share * out["oracle"] + (1.0 - share) * out["model_1"]
+            out["residual_as_target"] = item.mixture - out["model_1"]
+        return out
+
+    def model_estimates(self, item: JudgeMixture, heavy: bool) -> dict[str, np.ndarray]:
         from samstream.models.separate import separate
 
-        config_stft = self.teachers[next(iter(self.teachers))].model.config.stft
-        n_fft, hop = config_stft.n_fft, config_stft.hop
-        rate = config_stft.sample_rate
+        rate = self.stft.sample_rate
         rng = self.rng
         embedding = self.encoder.encode(item.caption)
         seed = int(rng.integers(1 << 30))
@@ -107,21 +117,45 @@ class Separations:
         wrong = [name for name in self.classes if name not in (item.target_class, item.interferer_class)]
         out["wrong_prompt"] = model(1, self.encoder.encode(self.caption_of(wrong[int(rng.integers(len(wrong)))])))
         out["interferer_prompt"] = model(1, self.encoder.encode(self.caption_of(item.interferer_class)))
-        out["no_separation"] = item.mixture.copy()
-        out["residual_as_target"] = item.mixture - out["model_1"]
-        mask, spectrum = ideal_ratio_mask(item.target, item.mixture - item.target, n_fft, hop)
-        out["oracle"] = istft_frames(spectrum * mask, n_fft, hop, len(item.mixture))
-        spoil = float(rng.uniform(0.1, 0.8))
-        noisy = np.clip(mask + spoil * rng.standard_normal(mask.shape).astype(np.float32), 0.0, 1.0)
-        out["oracle_spoiled"] = istft_frames(spectrum * noisy, n_fft, hop, len(item.mixture))
-        share = float(rng.uniform(0.0, 1.0))
-        out["oracle_blend"] = share * out["oracle"] + (1.0 - share) * out["model_1"]
         if heavy:
             for steps, teacher in self.teachers.items():
                 out[f"teacher_{steps}"] = teacher.separate(item.mixture, embedding, seed=seed)
             for name, teacher in self.early.items():
                 out[f"early_{name}"] = teacher.separate(item.mixture, embedding, seed=seed)
         return out
+
+    def mask_estimates(self, item: JudgeMixture) -> dict[str, np.ndarray]:
+        """The ideal ratio mask, and masks made from it that are worse in the ways models are worse:
+        noisy, timid (pulled towards passing everything), blurred in time and frequency, inverted."""
+        n_fft, hop, rng = self.stft.n_fft, self.stft.hop, self.rng
+        mask, spectrum = ideal_ratio_mask(item.target, item.mixture - item.target, n_fft, hop)
+
+        def through(gains: np.ndarray) -> np.ndarray:
+            return istft_frames(spectrum * gains, n_fft, hop, len(item.mixture))
+
+        spoil = float(rng.uniform(0.1, 0.8))
+        frames, bins = int(rng.integers(2, 24)), int(rng.integers(2, 32))
+        return {"oracle": through(mask), "no_separation": item.mixture.copy(),
+                "oracle_spoiled": through(np.clip(mask + spoil * rng.standard_normal(mask.shape).astype(np.float32),
+                                                  0.0, 1.0)),
+                "oracle_timid": through(mask ** float(rng.uniform(0.05, 0.6))),
+                "oracle_blurred": through(box_blur(mask, frames, bins)),
+                "interferer_oracle": through(1.0 - mask)}
+
+
+def box_blur(values: np.ndarray, frames: int, bins: int) -> np.ndarray:
+    """Mean over a (frames x bins) box around each cell, edges shrinking the box."""
+    blurred = values.astype(np.float64)
+    for axis, size in ((0, frames), (1, bins)):
+        total = np.cumsum(np.pad(blurred, [(1, 0) if a == axis else (0, 0) for a in range(2)]), axis=axis)
+        length = blurred.shape[axis]
+        low = np.clip(np.arange(length) - size // 2, 0, length)
+        high = np.clip(np.arange(length) + size - size // 2, 0, length)
+        if axis == 0:
+            blurred = (total[high] - total[low]) / (high - low)[:, None]
+        else:
+            blurred = (total[:, high] - total[:, low]) / (high - low)[None, :]
+    return blurred.astype(np.float32)
 
 
 def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: JudgeConfig, weights: np.ndarray,
@@ -148,11 +182,11 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
 
 
 def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, heavy_every: int = 2,
-                    first_id: int = 0, log=print) -> JudgeSet:
+                    first_id: int = 0, with_model: bool = True, log=print) -> JudgeSet:
     weights = band_weights(config)
     parts, started = [], time.time()
     for number, item in enumerate(mixtures):
-        estimates = separations.estimates(item, heavy=number % heavy_every == 0)
+        estimates = separations.estimates(item, heavy=number % heavy_every == 0, with_model=with_model)
         embedding = separations.encoder.encode(item.caption)
         parts.append(windows_of(item, estimates, config, weights, first_id + number, embedding))
         if (number + 1) % 10 == 0:
@@ -161,24 +195,45 @@ def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, hea
     return JudgeSet.join(parts)
 
 
-def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, batch_size: int = 64,
-                learning_rate: float = 2e-3, seed: int = 0, log=print) -> JudgeNet:
+def ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, windows: torch.Tensor,
+                 margin_db: float = 1.0) -> torch.Tensor:
+    """Logistic loss on every pair of estimates of one window whose true scores differ by more
+    than ``margin_db``: the order within a window is what re-ranking candidates needs, and it
+    is free of the mixture's own difficulty, which dominates the absolute scores."""
+    same = windows[:, None] == windows[None, :]
+    gap = truth[:, None] - truth[None, :]
+    pairs = same & (gap > margin_db / 10.0)
+    if not bool(pairs.any()):
+        return predicted.sum() * 0.0
+    return torch.nn.functional.softplus(-(predicted[:, None] - predicted[None, :]))[pairs].mean()
+
+
+def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,
+                learning_rate: float = 2e-3, ranking_weight: float = 0.5, seed: int = 0, log=print) -> JudgeNet:
+    """Huber regression on the true SI-SDR (in units of 10 dB) plus the within-window ranking loss;
+    each batch holds every estimate of a few windows, so the ranking loss has pairs to compare."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = JudgeNet(config)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
-    steps_per_epoch = max(1, len(train.score_db) // batch_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
+    members = {window: np.flatnonzero(train.window_id == window) for window in np.unique(train.window_id)}
+    window_ids = np.array(sorted(members))
+    steps_per_epoch = max(1, len(window_ids) // windows_per_batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps_per_epoch)
     features = torch.from_numpy(train.features.astype(np.float32))
     text = torch.from_numpy(train.text)
     target = torch.from_numpy(train.score_db / 10.0)
+    windows = torch.from_numpy(train.window_id)
     for epoch in range(epochs):
-        order = rng.permutation(len(target))
+        order = rng.permutation(window_ids)
         total = 0.0
         model.train()
         for step in range(steps_per_epoch):
-            chosen = torch.from_numpy(order[step * batch_size:(step + 1) * batch_size])
-            loss = torch.nn.functional.huber_loss(model(features[chosen], text[chosen]) / 10.0, target[chosen])
+            batch = order[step * windows_per_batch:(step + 1) * windows_per_batch]
+            chosen = torch.from_numpy(np.concatenate([members[window] for window in batch]))
+            predicted = model(features[chosen], text[chosen]) / 10.0
+            loss = torch.nn.functional.huber_loss(predicted, target[chosen])
+            loss = loss + ranking_weight * ranking_loss(predicted, target[chosen], windows[chosen])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

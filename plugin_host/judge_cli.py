@@ -23,7 +23,10 @@ def register(commands) -> None:
         action.add_argument("--held-out", type=int, default=3, help="validation mixtures per class (default 3)")
         action.add_argument("--early", action="append", default=[], metavar="CHECKPOINT",
                             help="an earlier checkpoint folder whose (worse) outputs are judged too; repeatable")
-    train.add_argument("--mixtures", type=int, default=240, help="training mixtures (default 240)")
+    train.add_argument("--mixtures", type=int, default=240, help="training mixtures separated every way (default 240)")
+    train.add_argument("--mask-mixtures", type=int, default=1200,
+                       help="more training mixtures with the oracle-mask estimates only (no network runs; default "
+                            "1200): many mixtures teach how loud each kind of target is in a mixture")
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
     train.add_argument("--seed", type=int, default=0)
@@ -88,6 +91,15 @@ def held_out_set(arguments, encoder):
         JudgeConfig(), first_id=1_000_000))
 
 
+def mask_only_set(arguments, encoder, config):
+    from samstream.models.judge_train import build_judge_set
+
+    # Another seed than the fully separated mixtures', so the two sets do not repeat each other.
+    seed = arguments.seed + 7919
+    return build_judge_set(judge_mixtures(arguments.data, "train", arguments.mask_mixtures, seed),
+                           separations_for(arguments, encoder, seed), config, first_id=500_000, with_model=False)
+
+
 def run(arguments: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -95,7 +107,7 @@ def run(arguments: argparse.Namespace) -> int:
     from samstream.models.config import JudgeConfig
     from samstream.models.judge import DEFAULT_JUDGE_DIR
     from samstream.models.judge_net import load_judge, save_judge
-    from samstream.models.judge_train import build_judge_set, evaluate_judge, predict, train_judge
+    from samstream.models.judge_train import JudgeSet, build_judge_set, evaluate_judge, predict, train_judge
     from samstream.models.text_encoder import TextEncoder
 
     torch.set_num_threads(1)
@@ -114,11 +126,16 @@ def run(arguments: argparse.Namespace) -> int:
                            lambda: build_judge_set(judge_mixtures(arguments.data, "train", arguments.mixtures,
                                                                   arguments.seed),
                                                    separations_for(arguments, encoder, arguments.seed), config))
+    if arguments.mask_mixtures:
+        mask_set = cached_set(Path(arguments.sets) / f"masks_{arguments.mask_mixtures}_{arguments.seed}.npz",
+                              lambda: mask_only_set(arguments, encoder, config))
+        train_set = JudgeSet.join([train_set, mask_set])
     print(f"training on {len(train_set.score_db)} windows; held out: {len(held_out.score_db)}")
     model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
     figures = {"train": evaluate_judge(predict(model, train_set), train_set),
                "held_out": evaluate_judge(predict(model, held_out), held_out),
-               "training_mixtures": arguments.mixtures, "held_out_per_class": arguments.held_out,
+               "training_mixtures": arguments.mixtures, "mask_only_mixtures": arguments.mask_mixtures,
+               "held_out_per_class": arguments.held_out,
                "epochs": arguments.epochs, "early_checkpoints": [Path(folder).name for folder in arguments.early],
                "parameters": int(sum(np.prod(value.shape) for value in model.state_dict().values()))}
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR

@@ -197,7 +197,7 @@ def test_judge_set_labels_follow_the_true_quality_and_training_runs(example, enc
     assert mean_score("oracle") > mean_score("model_1") > mean_score("residual_as_target")
     assert CONFIG.score_floor_db <= data.score_db.min() and data.score_db.max() <= CONFIG.score_ceiling_db
 
-    model = train_judge(data, CONFIG, epochs=3, batch_size=8, log=lambda _: None)
+    model = train_judge(data, CONFIG, epochs=3, windows_per_batch=1, log=lambda _: None)
     predicted = predict(model, data)
     assert predicted.shape == data.score_db.shape and np.isfinite(predicted).all()
     figures = evaluate_judge(predicted, data)
