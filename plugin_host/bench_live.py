@@ -252,6 +252,8 @@ def run_live_bench(out_dir: str, seconds: float, model: str | None = None, steps
         "prompt_switch_ms_median": float(np.median(switches)) if switches else None,
         "prompt_switch_ms_max": float(np.max(switches)) if switches else None,
         "crossfade_ms": final["crossfade_ms"], "steps": final["steps"],
+        "judgements": final.get("judgements", 0), "judge_ms_last": final.get("judge_ms"),
+        "confidence_last": final.get("confidence"),
         "target_latency_ms": TARGET_LATENCY_MS,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -280,6 +282,8 @@ def render_report(results: dict) -> str:
         f"{results['hop_ms_max']:.3f} ms |",
         f"| hops, misses, xruns | {results['hops']}, {results['misses']}, {results['xruns']} |",
         f"| first / last miss (stream seconds) | {results['first_miss_seconds']} / {results['last_miss_seconds']} |",
+        f"| judge (live confidence, its own thread) | {results['judgements']} judgements, the last took "
+        f"{results['judge_ms_last']} ms; last confidence {results['confidence_last']} |",
         f"| prompt switch (arrival to first hop, median / max of {results['prompt_switches']}) | "
         + (f"{switch:.1f} / {results['prompt_switch_ms_max']:.1f} ms, then a {results['crossfade_ms']:g} ms "
            "crossfade |" if switch is not None else "none measured |"),
