@@ -215,7 +215,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = JudgeNet(config)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
     members = {window: np.flatnonzero(train.window_id == window) for window in np.unique(train.window_id)}
     window_ids = np.array(sorted(members))
     steps_per_epoch = max(1, len(window_ids) // windows_per_batch)
@@ -232,7 +232,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
             batch = order[step * windows_per_batch:(step + 1) * windows_per_batch]
             chosen = torch.from_numpy(np.concatenate([members[window] for window in batch]))
             predicted = model(features[chosen], text[chosen]) / 10.0
-            loss = torch.nn.functional.huber_loss(predicted, target[chosen])
+            loss = torch.nn.functional.huber_loss(predicted, target[chosen], delta=3.0)
             loss = loss + ranking_weight * ranking_loss(predicted, target[chosen], windows[chosen])
             optimiser.zero_grad()
             loss.backward()

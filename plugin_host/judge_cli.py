@@ -27,7 +27,9 @@ def register(commands) -> None:
     train.add_argument("--mask-mixtures", type=int, default=1200,
                        help="more training mixtures with the oracle-mask estimates only (no network runs; default "
                             "1200): many mixtures teach how loud each kind of target is in a mixture")
-    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--extra-set", action="append", default=[], metavar="NPZ",
+                       help="another cached set of judged separations to train on too (repeatable)")
+    train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
     train.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--judge", help="judge folder (default: the bundled model's judge/)")
@@ -130,12 +132,17 @@ def run(arguments: argparse.Namespace) -> int:
         mask_set = cached_set(Path(arguments.sets) / f"masks_{arguments.mask_mixtures}_{arguments.seed}.npz",
                               lambda: mask_only_set(arguments, encoder, config))
         train_set = JudgeSet.join([train_set, mask_set])
+    for path in arguments.extra_set:
+        if not Path(path).is_file():
+            raise ValueError(f"--extra-set {path}: no such file")
+        train_set = JudgeSet.join([train_set, JudgeSet.load(Path(path))])
     print(f"training on {len(train_set.score_db)} windows; held out: {len(held_out.score_db)}")
     model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
     figures = {"train": evaluate_judge(predict(model, train_set), train_set),
                "held_out": evaluate_judge(predict(model, held_out), held_out),
                "training_mixtures": arguments.mixtures, "mask_only_mixtures": arguments.mask_mixtures,
                "held_out_per_class": arguments.held_out,
+               "extra_sets": [Path(path).name for path in arguments.extra_set],
                "epochs": arguments.epochs, "early_checkpoints": [Path(folder).name for folder in arguments.early],
                "parameters": int(sum(np.prod(value.shape) for value in model.state_dict().values()))}
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR
