@@ -148,7 +148,9 @@ class Trainer:
         if not self.state_path.exists():
             return
         state = torch.load(self.state_path, weights_only=False)
-        if state["config"] != self.model.config.to_dict():
+        # Read through from_dict, so that a field added to the config since (with its default)
+        # does not make an old run look like another model.
+        if ModelConfig.from_dict(state["config"]) != self.model.config:
             raise ValueError(f"{self.state_path}: was trained with another model config; use a new --run folder")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])

@@ -88,6 +88,15 @@ def test_resuming_with_another_config_is_refused(tmp_path):
         Trainer(other, settings, tmp_path, sampler, validation)
 
 
+def test_a_run_saved_before_a_config_field_existed_still_resumes(tmp_path):
+    config, sampler, validation, settings = toy_setup(steps=2)
+    Trainer(config, settings, tmp_path, sampler, validation).run(progress=False)
+    state = torch.load(tmp_path / "training_state.pt", weights_only=False)
+    del state["config"]["prompt"]["visual_dim"]  # as a run saved before the field was added
+    torch.save(state, tmp_path / "training_state.pt")
+    assert Trainer(config, settings, tmp_path, sampler, validation).step == 2
+
+
 def test_the_loss_falls_on_the_toy_task(tmp_path):
     config, sampler, _, _ = toy_setup()
     settings = TrainSettings(steps=40, batch_size=4, seconds=0.5, validate_every=1000, save_every=1000,
