@@ -32,7 +32,6 @@ LEVEL_RANGE_DB = (-80.0, 20.0)
 RATIO_RANGE_DB = (-60.0, 20.0)
 FEATURE_SCALE_DB = 20.0
 CONFIDENCE_SCALE_DB = 5.0  # 0 dB predicted SI-SDR reads 0.5, +10 dB 0.88, -10 dB 0.12
-MIN_WINDOW_SECONDS = 0.5
 
 
 class JudgeFolderError(ValueError):
@@ -148,8 +147,6 @@ class Judge:
         scores = []
         for start in window_starts(len(mixture), self.config):
             stop = min(start + size, len(mixture))
-            if stop - start < MIN_WINDOW_SECONDS * self.config.sample_rate and scores:
-                continue
             features = judge_features(mixture[start:stop], estimate[start:stop], self.config, self.weights)
             scores.append(self.score_features(features, text_embedding))
         score = float(np.mean(scores))

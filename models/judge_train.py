@@ -33,6 +33,12 @@ WINDOWS_PER_MIXTURE = 1000  # window ids are mixture id * this + the window's nu
 SILENT_TARGET_DB = -50.0  # a window whose target is this far below the mixture has no label worth learning
 
 
+def use_one_thread() -> None:
+    """Torch on one thread: the set's many small separations and the small network gain
+    little from more, and the machine is usually shared with a training run."""
+    torch.set_num_threads(1)
+
+
 @dataclass
 class JudgeMixture:
     mixture: np.ndarray  # (n,) float32 at 48 kHz

@@ -103,16 +103,21 @@ def mask_only_set(arguments, encoder, config):
 
 
 def run(arguments: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
+    from samstream.models.checkpoint import count_parameters
     from samstream.models.config import JudgeConfig
     from samstream.models.judge import DEFAULT_JUDGE_DIR
     from samstream.models.judge_net import load_judge, save_judge
-    from samstream.models.judge_train import JudgeSet, build_judge_set, evaluate_judge, predict, train_judge
+    from samstream.models.judge_train import (
+        JudgeSet,
+        build_judge_set,
+        evaluate_judge,
+        predict,
+        train_judge,
+        use_one_thread,
+    )
     from samstream.models.text_encoder import TextEncoder
 
-    torch.set_num_threads(1)
+    use_one_thread()
     for folder in arguments.early:
         if not (Path(folder) / "config.json").is_file():
             raise ValueError(f"--early {folder}: no config.json there (a checkpoint folder is needed)")
@@ -144,7 +149,7 @@ def run(arguments: argparse.Namespace) -> int:
                "held_out_per_class": arguments.held_out,
                "extra_sets": [Path(path).name for path in arguments.extra_set],
                "epochs": arguments.epochs, "early_checkpoints": [Path(folder).name for folder in arguments.early],
-               "parameters": int(sum(np.prod(value.shape) for value in model.state_dict().values()))}
+               "parameters": count_parameters(model)}
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR
     save_judge(model, out, figures)
     held = figures["held_out"]
