@@ -41,16 +41,45 @@ def load_config(directory: Path) -> ModelConfig:
         raise CheckpointError(f"{path}: not a samstream model config ({error})") from None
 
 
-def load_checkpoint(directory: Path) -> SeparationDiT:
-    """One call: config.json + model.safetensors -> a SeparationDiT in eval mode."""
-    config = load_config(directory)
+# Parts a model may gain over the checkpoint it grows from: all start at zero, so the grown
+# model computes what the checkpoint did (``grow_from``).
+GROWABLE_PREFIXES = ("detail.", "detail_mix.")
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     path = Path(directory) / WEIGHTS_NAME
     if not path.exists():
         raise CheckpointError(f"{path}: missing")
     try:
-        tensors = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, RuntimeError) as error:
         raise CheckpointError(f"{path}: unreadable weights ({error})") from None
+
+
+def grow_from(model: SeparationDiT, directory: Path) -> list[str]:
+    """Load a checkpoint into a model that may have more parts (a detail head) -> the names left new.
+
+    Everything the checkpoint has must fit; only ``GROWABLE_PREFIXES`` may be missing from it.
+    """
+    path = Path(directory) / WEIGHTS_NAME
+    tensors = read_weights(directory)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(tensors) if expected[name].shape != tensors[name].shape)
+    ungrowable = [name for name in missing if not name.startswith(GROWABLE_PREFIXES)]
+    if ungrowable or unexpected or wrong:
+        raise CheckpointError(f"{path}: cannot grow into this model (missing {ungrowable[:3]}, "
+                              f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+    model.load_state_dict(tensors, strict=False)
+    return missing
+
+
+def load_checkpoint(directory: Path) -> SeparationDiT:
+    """One call: config.json + model.safetensors -> a SeparationDiT in eval mode."""
+    config = load_config(directory)
+    path = Path(directory) / WEIGHTS_NAME
+    tensors = read_weights(directory)
     model = SeparationDiT(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

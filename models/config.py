@@ -47,6 +47,11 @@ class TransformerConfig:
     lookahead_frames: int = 0  # frames of future input each output may wait for
     compression: float = 0.3  # magnitude exponent of the mixture features
     rope_base: float = 10000.0
+    # Spectral-detail head: per-bin masks from a 'width'-wide token alone lie in a 'width'-dim
+    # subspace, too coarse to follow harmonics. These channels read the frame's own spectral
+    # shape (a convolution across bins) and the token mixes them per bin. 0: no detail head.
+    detail_channels: int = 0
+    detail_kernel: int = 9  # bins the detail convolution sees: 9 bins = 422 Hz at n_fft 1024
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class JudgeConfig:
 MODEL_PRESETS = {
     "default": ModelConfig(),
     "small": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192)),
+    "small-detail": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192,
+                                                              detail_channels=16)),
     "gpu-large": ModelConfig(transformer=TransformerConfig(width=512, depth=12, heads=8, mlp_ratio=4,
                                                            context_frames=256)),
 }

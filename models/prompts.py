@@ -1,9 +1,10 @@
 """Prompts for training: which prompt each example carries, and how it is made (training half).
 
 A user may prompt with text, with a span (anchors on frames, plus the example embedding
-pooled from the audio inside a positive span), or both; the visual input stays at a
-fixed zero embedding until a visual encoder is attached, so its gate learns nothing yet.
-Each training example draws one of those regimes, so every combination is learned.
+pooled from the audio inside a positive span), or both. Each training example draws one
+of those regimes, so every combination is learned. With a ``visual_share``, that share
+of examples also carries the visual features of the target's box in a clip drawn for the
+mixture (``models.data.av_clips``), half of them with no other prompt.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from .config import ANCHOR_NEGATIVE, ANCHOR_NONE, ANCHOR_POSITIVE, ModelConfig
+from .data.av_clips import mixture_visual_rows
 from .flow import Conditioning
 from .runtime import compressed_frames
 
@@ -50,10 +52,14 @@ class TrainingExample:
 class PromptSampler:
     """Wraps a mixture source; returns training examples with a random prompt regime."""
 
-    def __init__(self, source: MixtureSource, config: ModelConfig, embed_text: Callable[[str], np.ndarray]):
+    def __init__(self, source: MixtureSource, config: ModelConfig, embed_text: Callable[[str], np.ndarray],
+                 visual_share: float = 0.0):
         self.source = source
         self.config = config
         self.embed_text = embed_text
+        # The share of examples that also see the target's box in a drawn clip; half of those
+        # see no caption, so the visual prompt learns to work alone as well as beside text.
+        self.visual_share = visual_share
         self._embeddings: dict[str, np.ndarray] = {}
 
     def text_embedding(self, caption: str) -> np.ndarray:
@@ -83,6 +89,14 @@ class PromptSampler:
         }
         if use_example:
             prompt["example_features"] = self.example_features(mixture.mixture, activity, rng)
+        if self.visual_share and (activity > 0.5).any() and rng.random() < self.visual_share:
+            prompt["visual"] = mixture_visual_rows(mixture.target, mixture.mixture - mixture.target, rng,
+                                                   self.config, frames)
+            if rng.random() < 0.5:
+                use_text = False
+                prompt["text"] = np.zeros(self.config.prompt.text_dim, np.float32)
+                prompt["anchors"] = np.zeros(frames, np.int64)
+                prompt["has_example"] = np.float32(0.0)
         return TrainingExample(mixture.mixture.astype(np.float32), mixture.target.astype(np.float32), prompt,
                                caption if use_text else "")
 

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as distributed
 from tqdm import tqdm
 
-from .checkpoint import count_parameters, load_checkpoint, save_checkpoint
+from .checkpoint import count_parameters, grow_from, load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .flow import Conditioning, flow_matching_loss, generate_masks, spectra
 from .metrics import si_sdr
@@ -51,6 +51,7 @@ class TrainSettings:
     # weighed by power. From step 14,000 of the small preset, 600 steps so gained 0.6 dB at one step.
     weight_exponent: float | None = 2.0  # None: weigh bins by the compressed mixture features
     zero_time_share: float = 0.5
+    visual_share: float = 0.0  # examples that also carry the target's box in a drawn clip (models.prompts)
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,
@@ -114,7 +115,7 @@ def learning_rate_at(step: int, settings: TrainSettings) -> float:
 class Trainer:
     def __init__(self, config: ModelConfig, settings: TrainSettings, run_dir: Path,
                  sampler: PromptSampler, validation: list[TrainingExample],
-                 loss_fn: Callable | None = None):
+                 loss_fn: Callable | None = None, grow: Path | None = None):
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         if self.world > 1 and not distributed.is_initialized():
@@ -129,6 +130,8 @@ class Trainer:
                                                     zero_time_share=settings.zero_time_share)
         torch.manual_seed(settings.seed)
         self.model = SeparationDiT(config)
+        if grow is not None and not self.state_path.exists():
+            grow_from(self.model, grow)  # a new run that starts from another checkpoint's weights
         self.ema = copy.deepcopy(self.model).eval()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate,
                                            weight_decay=settings.weight_decay)

@@ -143,7 +143,13 @@ class SeparationDiT(nn.Module):
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(width, 2 * width)
         self.head = nn.Linear(width, 2 * bins)
-        for layer in (self.final_modulation, self.head):
+        zero_initialised = [self.final_modulation, self.head]
+        if spec.detail_channels:
+            self.detail = nn.Conv1d(2, spec.detail_channels, spec.detail_kernel, padding=spec.detail_kernel // 2)
+            self.detail_mix = nn.Linear(width, 2 * spec.detail_channels)
+            # Zero: a model grown from one without the head computes what it did until training opens it.
+            zero_initialised.append(self.detail_mix)
+        for layer in zero_initialised:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -167,11 +173,29 @@ class SeparationDiT(nn.Module):
         tokens = self.input(features) + time[:, None, None] * self.state_input(state)
         return tokens + self.anchor_gate * self.anchors(anchors) + self.visual_gate * self.visual(visual)
 
-    def project(self, tokens, condition):
+    def project(self, tokens, condition, features):
+        """tokens (..., W) -> clean mask estimates (..., 2*bins); features (..., bins) of the same frames."""
         shift, scale = self.final_modulation(condition).chunk(2, -1)
         if tokens.dim() == 3:
             shift, scale = shift[:, None], scale[:, None]
-        return self.head(modulate(self.final_norm(tokens), shift, scale))
+        modulated = modulate(self.final_norm(tokens), shift, scale)
+        estimate = self.head(modulated)
+        if not self.config.transformer.detail_channels:
+            return estimate
+        return estimate + self.spectral_detail(modulated, features)
+
+    def spectral_detail(self, tokens, features):
+        """Per-bin mask terms: the frame's local spectral shape, weighed per channel by its token.
+
+        The shape is read twice, as is and divided by the frame's mean level, so a channel can
+        tell a harmonic peak from the floor at any loudness.
+        """
+        leading, bins = features.shape[:-1], features.shape[-1]
+        flat = features.reshape(-1, bins)
+        relative = flat / (flat.mean(dim=-1, keepdim=True) + 1e-3)
+        shape = functional.gelu(self.detail(torch.stack((flat, relative), dim=1)), approximate="tanh")
+        weights = self.detail_mix(tokens).reshape(flat.shape[0], 2, -1)
+        return (weights @ shape).reshape(*leading, 2 * bins)
 
     @staticmethod
     def velocity(denoised, state, time):
@@ -193,7 +217,7 @@ class SeparationDiT(nn.Module):
         mask = torch.zeros(frames, frames).masked_fill(~allowed, float("-inf"))
         for block in self.blocks:
             tokens = block(tokens, condition, cos, sin, mask)
-        return self.velocity(self.project(tokens, condition), state, time)
+        return self.velocity(self.project(tokens, condition, features), state, time)
 
     def step(self, features, state, time, condition, anchors, visual, key_cache, value_cache, ages, seen):
         """One frame per batch row.
@@ -212,5 +236,5 @@ class SeparationDiT(nn.Module):
                                            cos, sin, cache_mask)
             new_keys.append(key)
             new_values.append(value)
-        velocity = self.velocity(self.project(token, condition), state, time)
+        velocity = self.velocity(self.project(token, condition, features), state, time)
         return velocity, torch.stack(new_keys, 1), torch.stack(new_values, 1)

@@ -28,6 +28,10 @@ def register(commands) -> None:
     train.add_argument("--seed", type=int)
     train.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     train.add_argument("--validation", type=int, default=24, help="validation mixtures used while training")
+    train.add_argument("--grow-from", dest="grow_from", metavar="CHECKPOINT",
+                       help="start a new run from this checkpoint's weights (the preset may add a detail head)")
+    train.add_argument("--visual-share", dest="visual_share", type=float,
+                       help="share of examples that carry a drawn clip's visual prompt (trains the visual gate)")
     train.add_argument("--no-progress", action="store_true")
 
     distill = commands.add_parser("distill", help="distil the multi-step teacher into a 1- or 2-step student")
@@ -81,17 +85,25 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
         raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
     entries = read_manifest(str(manifest))
     corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0)), seed=settings.seed)
-    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, TextEncoder.load().encode)
+    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, TextEncoder.load().encode,
+                            visual_share=getattr(settings, "visual_share", 0.0))
     return sampler, validation_examples(entries, data, validation_count, sampler)
 
 
 def run_train(arguments: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from samstream.models.train import Trainer, settings_from
 
     config = preset_config(arguments.preset)
     settings = settings_from(arguments)
+    if not 0.0 <= settings.visual_share <= 1.0:
+        raise ValueError(f"--visual-share must lie in [0, 1], got {settings.visual_share}")
+    if settings.visual_share:
+        config = replace(config, prompt=replace(config.prompt, visual_trained=True))
     sampler, validation = corpus_prompts(arguments.data, config, settings, arguments.validation)
-    trainer = Trainer(config, settings, Path(arguments.run), sampler, validation)
+    grow = Path(arguments.grow_from) if arguments.grow_from else None
+    trainer = Trainer(config, settings, Path(arguments.run), sampler, validation, grow=grow)
     figures = trainer.run(progress=not arguments.no_progress)
     print(f"trained to step {trainer.step}; checkpoint in {Path(arguments.run) / 'checkpoint'}; {figures}")
     return 0

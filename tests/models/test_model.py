@@ -14,9 +14,9 @@ from samstream.stream.offline import fixed_blocks, render_streamed
 from samstream.stream.scheduler import BlockScheduler
 
 
-def tiny_config(lookahead=0, context=8):
+def tiny_config(lookahead=0, context=8, detail=0):
     return ModelConfig(transformer=TransformerConfig(width=32, depth=2, heads=2, context_frames=context,
-                                                     lookahead_frames=lookahead))
+                                                     lookahead_frames=lookahead, detail_channels=detail))
 
 
 def randomised(config, seed=0):
@@ -55,9 +55,9 @@ def random_conditioning(config, batch, frames, generator):
                         torch.randn(batch, frames, config.prompt.visual_dim, generator=generator))
 
 
-@pytest.mark.parametrize("context", [4, 8, 40])
-def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(context):
-    config = tiny_config(context=context)
+@pytest.mark.parametrize("context,detail", [(4, 0), (8, 0), (40, 0), (8, 4)])
+def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(context, detail):
+    config = tiny_config(context=context, detail=detail)
     model = randomised(config)
     generator = torch.Generator().manual_seed(1)
     batch, frames, bins = 2, 30, config.stft.n_bins
@@ -72,11 +72,12 @@ def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(contex
     assert (whole - streamed).abs().max() < 1e-4 * whole.abs().max()
 
 
-@pytest.fixture(scope="module", params=[0, 2], ids=["no-lookahead", "lookahead-2"])
+@pytest.fixture(scope="module", params=[(0, 0), (2, 0), (0, 4)], ids=["no-lookahead", "lookahead-2", "detail-head"])
 def exported(request, tmp_path_factory):
-    config = tiny_config(lookahead=request.param)
-    model = randomised(config, seed=request.param)
-    folder = tmp_path_factory.mktemp(f"model{request.param}")
+    lookahead, detail = request.param
+    config = tiny_config(lookahead=lookahead, detail=detail)
+    model = randomised(config, seed=lookahead + detail)
+    folder = tmp_path_factory.mktemp(f"model{lookahead}_{detail}")
     save_checkpoint(model, folder / "checkpoint")
     for steps in (1, 2):
         export_model_dir(folder / "checkpoint", folder / "serving", steps)

@@ -196,3 +196,47 @@ def test_at_time_zero_the_loss_is_a_regression_the_noise_drops_out_of():
                  for seed in (1, 2)]
     assert np.isfinite(losses[0]) and losses[0] == pytest.approx(losses[1], rel=1e-5)
     assert abs(noisy[0] - noisy[1]) > 10 * abs(losses[0] - losses[1])  # elsewhere the noise reaches the network
+
+
+def test_a_run_grows_a_detail_head_from_a_checkpoint_and_starts_where_it_was(tmp_path):
+    from dataclasses import replace
+
+    from samstream.models.checkpoint import CheckpointError, grow_from
+    from samstream.models.transformer import SeparationDiT
+
+    config, sampler, validation, settings = toy_setup(steps=2)
+    Trainer(config, settings, tmp_path / "plain", sampler, validation).run(progress=False)
+    grown_config = replace(config, transformer=replace(config.transformer, detail_channels=4))
+    grown = Trainer(grown_config, settings, tmp_path / "grown", sampler, validation,
+                    grow=tmp_path / "plain" / "checkpoint")
+    plain = load_checkpoint(tmp_path / "plain" / "checkpoint")
+    torch.nn.init.normal_(plain.head.weight, std=0.01)  # so that the output depends on the input at all
+    with torch.no_grad():
+        grown.model.head.weight.copy_(plain.head.weight)
+    generator = torch.Generator().manual_seed(2)
+    frames, bins = 6, config.stft.n_bins
+    inputs = (torch.rand(1, frames, bins, generator=generator), torch.randn(1, frames, 2 * bins, generator=generator),
+              torch.rand(1, generator=generator), torch.randn(1, 384, generator=generator), torch.rand(1, bins),
+              torch.ones(1), torch.zeros(1, frames, dtype=torch.long), torch.zeros(1, frames, 16))
+    with torch.no_grad():
+        assert torch.equal(plain(*inputs), grown.model.eval()(*inputs))  # the new head starts shut
+    grown.run(progress=False)  # ...and training opens it
+    assert grown.model.detail_mix.weight.abs().sum() > 0
+    assert load_checkpoint(tmp_path / "grown" / "checkpoint").config.transformer.detail_channels == 4
+    wider = SeparationDiT(replace(config, transformer=replace(config.transformer, width=64)))
+    with pytest.raises(CheckpointError, match="cannot grow"):
+        grow_from(wider, tmp_path / "plain" / "checkpoint")
+
+
+def test_a_visual_share_gives_examples_the_target_box_some_without_a_caption():
+    config, _, _, _ = toy_setup()
+    sampler = PromptSampler(ToySource(), config, toy_embedding, visual_share=1.0)
+    examples = [sampler.example(np.random.default_rng(seed), 1.0, regime=(True, False, False)) for seed in range(12)]
+    visual = [example for example in examples if np.abs(example.conditioning["visual"]).sum() > 0]
+    assert len(visual) == len(examples)  # every toy clip has a sounding target
+    alone = [example for example in visual if not example.conditioning["text"].any()]
+    assert 0 < len(alone) < len(visual) and all(example.caption == "" for example in alone)
+    frames = -(-int(48000 * 1.0) // config.stft.hop)
+    assert examples[0].conditioning["visual"].shape == (frames, config.prompt.visual_dim)
+    plain = PromptSampler(ToySource(), config, toy_embedding)
+    assert not plain.example(np.random.default_rng(0), 1.0).conditioning["visual"].any()
