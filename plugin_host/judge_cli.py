@@ -37,11 +37,10 @@ def register(commands) -> None:
 
 def judge_mixtures(data: str, split: str, count: int, seed: int):
     """Training mixtures from the corpus's training split, or the validation set's (``per_class`` each)."""
-    import numpy as np
 
     from samstream.models.data.manifest import read_manifest
     from samstream.models.data.mixtures import PROTOCOL, MixtureConfig, MixtureSampler
-    from samstream.models.data.validation import items
+    from samstream.models.data.validation import float_items
     from samstream.models.judge_train import JudgeMixture
 
     manifest = Path(data) / "manifest.jsonl"
@@ -49,9 +48,7 @@ def judge_mixtures(data: str, split: str, count: int, seed: int):
         raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
     entries = read_manifest(str(manifest))
     if split == "validation":
-        for meta, target, interferer in items(entries, data, per_class=count):
-            target = target.astype(np.float32) / 32768.0
-            mixture = target + interferer.astype(np.float32) / 32768.0
+        for meta, mixture, target in float_items(entries, data, per_class=count):
             yield JudgeMixture(mixture, target, meta["caption"], meta["target_class"], meta["interferer_class"])
         return
     config = MixtureConfig(seconds=PROTOCOL.seconds, interferers=(1, 2))

@@ -60,14 +60,12 @@ def preset_config(name: str):
 
 
 def validation_examples(entries, root: str, count: int, sampler):
-    from samstream.models.data.validation import items
+    from samstream.models.data.validation import float_items
 
     examples = []
-    for meta, target, interferer in items(entries, root, per_class=1):
+    for meta, mixture, target in float_items(entries, root, per_class=1):
         if len(examples) >= count:
             break
-        target = target.astype("float32") / 32768.0
-        mixture = target + interferer.astype("float32") / 32768.0
         examples.append(sampler.fixed_example(mixture, target, meta["caption"]))
     return examples
 

@@ -57,6 +57,13 @@ def items(entries: list[Entry], root: str, per_class: int = PER_CLASS, seed: int
             index += 1
 
 
+def float_items(entries: list[Entry], root: str, per_class: int = PER_CLASS, seed: int = SEED):
+    """Yield (metadata, mixture, target) as float32 in [-1, 1): the set as a model is given it."""
+    for meta, target, interferer in items(entries, root, per_class, seed):
+        target = target.astype(np.float32) / 32768.0
+        yield meta, target + interferer.astype(np.float32) / 32768.0, target
+
+
 def digest_update(digest, meta: dict, target: np.ndarray, interferer: np.ndarray) -> None:
     digest.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
     digest.update(target.astype("<i2").tobytes())
