@@ -66,6 +66,13 @@ def slot_ages(write_slot, ages_out):
 
 
 @njit(cache=True)
+def mask_gain(mask, keep_target, gain_out):
+    """gain_out = mask (keep_target) or 1 - mask, all (1, bins): the spectral gain of a mode."""
+    for index in range(gain_out.shape[1]):
+        gain_out[0, index] = mask[0, index] if keep_target else 1.0 - mask[0, index]
+
+
+@njit(cache=True)
 def blend_masks(from_mask, to_mask, share, out):
     """out = from_mask * (1 - share) + to_mask * share, all (1, bins): a prompt change's ramp."""
     for index in range(out.shape[1]):

@@ -19,6 +19,7 @@ from samstream.kernels.masking import (
     apply_mask,
     blend_masks,
     downmix_real_imag,
+    mask_gain,
     push_frame,
     slot_ages,
     store_keys_values,
@@ -177,8 +178,11 @@ class OnnxSeparator:
             bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
             bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
         self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
-        self._pass_mask = np.ones((1, n_bins), np.float32)
-        self._last_mask = np.ones((1, n_bins), np.float32)
+        # Fades run on gains, not masks: passing through is a gain of one in either mode,
+        # while a mask of one would remove everything in remove mode.
+        self._pass_gain = np.ones((1, n_bins), np.float32)
+        self._gain = np.ones((1, n_bins), np.float32)
+        self._last_gain = np.ones((1, n_bins), np.float32)
         self._fade_from = np.ones((1, n_bins), np.float32)
         self._blended = np.ones((1, n_bins), np.float32)
         self._fade_left = 0
@@ -193,8 +197,8 @@ class OnnxSeparator:
         """A silent history and empty caches, on the buffers already bound (nothing re-planned)."""
         for name in ("key_cache", "value_cache", "seen", "ages"):
             self.buffers[name][...] = 0
-        for mask in (self._last_mask, self._fade_from, self._blended):
-            mask[...] = 1.0
+        for gain in (self._last_gain, self._fade_from, self._blended):
+            gain[...] = 1.0
         self._history[...] = 0
         self._frame = 0
         self._write_slot = 0
@@ -209,7 +213,7 @@ class OnnxSeparator:
         self._applied = prompt
         self.passing_through = prompt.is_empty
         if self.crossfade_frames:
-            np.copyto(self._fade_from, self._last_mask)
+            np.copyto(self._fade_from, self._last_gain)
             self._fade_left = self.crossfade_frames
         buffers = self.buffers
         buffers["text"][0] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
@@ -247,14 +251,17 @@ class OnnxSeparator:
         store_keys_values(self.outputs["new_keys"], self.outputs["new_values"], buffers["key_cache"],
                           buffers["value_cache"], self._write_slot)
         self._write_slot = (self._write_slot + 1) % context
-        mask = self._pass_mask if self.passing_through else self.outputs["target_mask"]
+        gain = self._pass_gain
+        if not self.passing_through:
+            mask_gain(self.outputs["target_mask"], self.keep_target, self._gain)
+            gain = self._gain
         if self._fade_left:
             share = 1.0 - self._fade_left / (self.crossfade_frames + 1)
-            blend_masks(self._fade_from, mask, share, self._blended)
-            mask = self._blended
+            blend_masks(self._fade_from, gain, share, self._blended)
+            gain = self._blended
             self._fade_left -= 1
-        np.copyto(self._last_mask, mask)
-        if self.passing_through and mask is self._pass_mask:
+        np.copyto(self._last_gain, gain)
+        if gain is self._pass_gain:
             np.copyto(spectrum_out, delayed)
         else:
-            apply_mask(delayed, mask, spectrum_out, self.keep_target)
+            apply_mask(delayed, gain, spectrum_out, True)

@@ -81,6 +81,20 @@ def test_remove_mode_batched_equals_remove_mode_alone(serving):
     assert np.abs(together - alone).max() <= 1e-5
 
 
+def test_remove_mode_fades_like_the_batch_when_a_prompt_is_set_or_cleared(serving):
+    """Stream 0 gains a prompt and the last stream loses its own: in remove mode, clearing must fade
+    towards the input (a gain of one), not towards silence and then jump back."""
+    signal, alone, together = run_separate_and_batched(serving, 3, 1, hops=24, keep_target=False, crossfade=3,
+                                                       switch_at=9)
+    assert np.abs(together - alone).max() <= 1e-5
+    config = BatchedSeparator(serving, 3, 1).config
+    hop, delay, overlap = config.stft.hop, config.latency_samples, config.stft.n_fft // config.stft.hop
+    settled = (9 + 3 + overlap) * hop  # output from here on is made of frames after the 3-frame fade
+    assert np.abs(alone[2, settled:] - signal[2, settled - delay:-delay]).max() < 1e-5
+    fading = alone[2, 9 * hop:settled]
+    assert np.sqrt(np.mean(fading ** 2)) > 0.5 * np.sqrt(np.mean(signal[2] ** 2))
+
+
 def test_batched_graph_is_named_in_the_manifest_and_required_for_more_than_one_stream(serving, tmp_path):
     manifest = json.loads((serving / "serving.json").read_text())
     assert manifest["batched_hop_graphs"] == {"1": "hop_1_batched.onnx"}
