@@ -2,16 +2,17 @@
 
 For each validation mixture of the benchmark protocol (a target and an interferer with
 their references), a synthetic clip is drawn (``models.data.av_clips``: one object per
-source, shaking with it, plus distractors) and the mixture is separated offline four ways:
+source, shaking with it, plus distractors) and the mixture is separated offline five ways:
 
 - ``text``: the caption alone (the baseline);
 - ``visual``: the box on the target's object alone;
+- ``wrong box``: the box on the interferer's object alone;
 - ``text+visual``: both;
 - ``text+wrong box``: the caption with the box on the interferer's object.
 
 It reports the target's SI-SDR improvement for each, the gain of text + visual over text,
-and right box against wrong box (a model that uses the picture must do worse with the
-wrong box), per class and on average, in ``DIR/report.md`` and ``DIR/results.json``.
+and right box against wrong box, with and without the caption (a model that uses the
+picture must do worse with the wrong box), per class and on average, in ``DIR/report.md`` and ``DIR/results.json``.
 These are issue 8's held-out figures once a model is trained with visual prompts; on a
 model that was not (``prompt.visual_trained`` false), they show that the box does nothing.
 """
@@ -25,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-CONDITIONS = ("text", "visual", "text+visual", "text+wrong box")
+CONDITIONS = ("text", "visual", "wrong box", "text+visual", "text+wrong box")
 
 
 def separate_conditions(mixture, model_dir: Path, embedding: np.ndarray, steps: int | None, seed: int,
                         clip_seed: int) -> dict[str, np.ndarray]:
-    """The four separations of one mixture: condition -> target estimate (n,)."""
+    """The five separations of one mixture: condition -> target estimate (n,)."""
     from samstream.models.data.av_clips import clip_visual_frames, render_av_clip
     from samstream.models.runtime import load_serving_config
     from samstream.models.separate import separate
@@ -39,8 +40,8 @@ def separate_conditions(mixture, model_dir: Path, embedding: np.ndarray, steps: 
     rate = config.stft.sample_rate
     clip = render_av_clip([mixture.target, mixture.interferer], rate, np.random.default_rng(clip_seed))
     right, wrong = clip_visual_frames(clip, 0, config), clip_visual_frames(clip, 1, config)
-    prompts = {"text": (embedding, None), "visual": (None, right), "text+visual": (embedding, right),
-               "text+wrong box": (embedding, wrong)}
+    prompts = {"text": (embedding, None), "visual": (None, right), "wrong box": (None, wrong),
+               "text+visual": (embedding, right), "text+wrong box": (embedding, wrong)}
     audio = mixture.mixture[None].astype(np.float32)
     return {name: separate(audio, rate, text, visual=visual, steps=steps, model_dir=model_dir, seed=seed,
                            stream=False).target[0]
@@ -79,6 +80,7 @@ def summarise(rows: list[dict], visual_trained: bool, model: str) -> dict:
         values = {name: float(np.mean([row[name] for row in group])) for name in CONDITIONS}
         values["text+visual - text"] = values["text+visual"] - values["text"]
         values["right box - wrong box"] = values["text+visual"] - values["text+wrong box"]
+        values["visual: right - wrong box"] = values["visual"] - values["wrong box"]
         return values
 
     return {"model": model, "visual_trained": visual_trained, "mixtures": len(rows), "mean": means(rows),
@@ -86,7 +88,7 @@ def summarise(rows: list[dict], visual_trained: bool, model: str) -> dict:
 
 
 def report_lines(results: dict) -> list[str]:
-    columns = [*CONDITIONS, "text+visual - text", "right box - wrong box"]
+    columns = [*CONDITIONS, "text+visual - text", "right box - wrong box", "visual: right - wrong box"]
     lines = ["# Visual prompt: held-out SI-SDR improvement of the target (dB)", "",
              f"Model `{results['model']}`, {results['mixtures']} validation mixtures, a synthetic clip each "
              "(one object per source and two distractors), offline separation.", ""]
