@@ -50,3 +50,32 @@ def test_the_speech_box_keeps_more_speech_than_the_hum_box(separations):
 
 def test_the_hum_box_keeps_more_hum_than_the_speech_box(separations):
     assert separations["hum"]["hum"] > separations["speech"]["hum"] + 1.0, separations
+
+
+def test_live_the_boxes_steer_the_bundled_model_the_same_way():
+    """The live bridge, the example's video played beside its audio, the box set as a control surface sets it."""
+    from samstream.plugin_host.bridge import LiveBridge
+
+    description = json.loads((EXAMPLES / "speech_hum.video.json").read_text())
+    mixture, _ = read_audio(EXAMPLES / "speech_hum.flac")
+    speech = read_audio(EXAMPLES / "speech_hum.sources" / "speech.flac")[0][0]
+    block, kept = 128, {}
+    for name in ("speech", "hum"):
+        bridge = LiveBridge(steps=1, threaded=False, host_block=block, judge=False)
+        bridge.configure(1)
+        bridge.start()
+        bridge.attach_video(str(EXAMPLES / description["video"]), threaded=False)
+        bridge.controller.apply("/sam/prompt/visual/box", list(description["boxes"][name]))
+        bridge.settle()
+        output = np.zeros_like(mixture)
+        taps = np.zeros((2, mixture.shape[1]), np.float32)
+        for start in range(0, mixture.shape[1] - block + 1, block):
+            window = slice(start, start + block)
+            bridge.process(mixture[:, window], output[:, window], taps[:, window])
+        status = bridge.status()
+        latency = bridge.latency_samples
+        bridge.stop()
+        assert status["visual"]["state"] == "live" and not status["visual"]["note"], status["visual"]
+        target = taps[0, latency:].astype(np.float64)
+        kept[name] = si_sdr(target, speech[:len(target)].astype(np.float64))
+    assert kept["speech"] > kept["hum"] + 1.0, kept
