@@ -1,0 +1,93 @@
+"""A training checkpoint's separation on the validation set, in torch, without exporting it.
+
+Usage: python benchmarks/eval_checkpoint.py CHECKPOINT [CHECKPOINT ...] [--per-class 2] [--steps 1 2]
+                                            [--prompt caption|none|interferer] [--per-class-table]
+                                            [--loudness]
+
+Each mixture is separated as the ONNX offline path separates it (the same noise per
+mixture), so the figures agree with ``benchmarks/bench_separation.py`` on an exported
+copy to about 0.01 dB; this is the quick check along a training run. ``--prompt``
+none or interferer measures whether the caption steers the model; ``--loudness`` reports
+how well the model's own output tells how loud the target is in the mixture: the Spearman
+between the energy ratio of its target and residual and the mixture's true
+target-to-interferer ratio, the ceiling of a reference-free judge built on it.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    import torch
+    from scipy.stats import spearmanr
+
+    from samstream.models.checkpoint import load_checkpoint
+    from samstream.models.flow import Conditioning, spectra
+    from samstream.models.text_encoder import TextEncoder
+    from samstream.models.train import separate_waveforms
+    from samstream.plugin_host.bench_report import improvements, index_path, load_mixture, read_index
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoints", nargs="+", help="folders of config.json + model.safetensors")
+    parser.add_argument("--data", default="data/corpus")
+    parser.add_argument("--per-class", type=int, default=2)
+    parser.add_argument("--steps", type=int, nargs="+", default=[1])
+    parser.add_argument("--prompt", choices=("caption", "none", "interferer"), default="caption")
+    parser.add_argument("--per-class-table", action="store_true")
+    parser.add_argument("--loudness", action="store_true")
+    arguments = parser.parse_args()
+    torch.set_num_threads(1)
+    index = index_path(arguments.data, None)
+    items = read_index(index, arguments.per_class)
+    encoder = TextEncoder.load()
+    caption_of_class = {}
+    for item in read_index(index, 0):
+        caption_of_class.setdefault(item["target_class"], item["caption"])
+
+    def embedding(item: dict) -> np.ndarray | None:
+        if arguments.prompt == "none":
+            return None
+        return encoder.encode(item["caption"] if arguments.prompt == "caption"
+                              else caption_of_class.get(item["interferer_class"], item["interferer_class"]))
+
+    for path in arguments.checkpoints:
+        model = load_checkpoint(Path(path))
+        config = model.config
+        mixtures = [load_mixture(index.parent, item, config.stft.sample_rate) for item in items]
+        for steps in arguments.steps:
+            started, per_class, loudness = time.time(), defaultdict(list), []
+            for number, (item, mixture) in enumerate(zip(items, mixtures, strict=True)):
+                signal = torch.from_numpy(mixture.mixture.astype(np.float32)[None])
+                frames = spectra(signal, config).shape[1]
+                conditioning = Conditioning.empty(config, 1, frames)
+                text = embedding(item)
+                if text is not None:
+                    conditioning.text = torch.from_numpy(np.array(text, np.float32)[None])
+                noise = np.random.default_rng(number).standard_normal((1, frames, 2 * config.stft.n_bins),
+                                                                      dtype=np.float32)
+                with torch.no_grad():
+                    estimate = separate_waveforms(model, signal, conditioning, steps, torch.from_numpy(noise))[0]
+                per_class[item["target_class"]].append(improvements(estimate, mixture.target, mixture.mixture))
+                residual = mixture.mixture - estimate
+                loudness.append((10 * np.log10(np.sum(estimate ** 2) / max(np.sum(residual ** 2), 1e-12)),
+                                 10 * np.log10(np.sum(mixture.target ** 2) / np.sum(mixture.interferer ** 2))))
+            mean = np.mean([row for rows in per_class.values() for row in rows], axis=0)
+            print(f"{path} steps={steps} prompt={arguments.prompt} n={len(items)}: extract {mean[0]:+.2f} "
+                  f"remove {mean[1]:+.2f} [{time.time() - started:.0f} s]", flush=True)
+            if arguments.loudness:
+                estimated, true = zip(*loudness, strict=True)
+                print(f"   loudness: Spearman of the model's target/residual energy ratio with the true "
+                      f"ratio {spearmanr(estimated, true)[0]:+.3f} over {len(loudness)} mixtures")
+            if arguments.per_class_table:
+                for name, rows in sorted(per_class.items()):
+                    extract, remove = np.mean(rows, axis=0)
+                    print(f"   {name:18s} {extract:+.1f} / {remove:+.1f}")
+
+
+if __name__ == "__main__":
+    main()
