@@ -26,10 +26,9 @@ def main() -> None:
     import torch
     from scipy.stats import spearmanr
 
-    from samstream.models.checkpoint import load_checkpoint
-    from samstream.models.flow import Conditioning, spectra
+    from samstream.models.checkpoint import load_config
     from samstream.models.text_encoder import TextEncoder
-    from samstream.models.train import separate_waveforms
+    from samstream.models.train import Teacher
     from samstream.plugin_host.bench_report import improvements, index_path, load_mixture, read_index
 
     parser = argparse.ArgumentParser()
@@ -56,22 +55,14 @@ def main() -> None:
                               else caption_of_class.get(item["interferer_class"], item["interferer_class"]))
 
     for path in arguments.checkpoints:
-        model = load_checkpoint(Path(path))
-        config = model.config
+        config = load_config(Path(path))
         mixtures = [load_mixture(index.parent, item, config.stft.sample_rate) for item in items]
         for steps in arguments.steps:
+            model = Teacher(Path(path), steps=steps)  # the torch path, at this many steps
             started, per_class, loudness = time.time(), defaultdict(list), []
             for number, (item, mixture) in enumerate(zip(items, mixtures, strict=True)):
-                signal = torch.from_numpy(mixture.mixture.astype(np.float32)[None])
-                frames = spectra(signal, config).shape[1]
-                conditioning = Conditioning.empty(config, 1, frames)
-                text = embedding(item)
-                if text is not None:
-                    conditioning.text = torch.from_numpy(np.array(text, np.float32)[None])
-                noise = np.random.default_rng(number).standard_normal((1, frames, 2 * config.stft.n_bins),
-                                                                      dtype=np.float32)
                 with torch.no_grad():
-                    estimate = separate_waveforms(model, signal, conditioning, steps, torch.from_numpy(noise))[0]
+                    estimate = model.separate(mixture.mixture, embedding(item), seed=number)
                 per_class[item["target_class"]].append(improvements(estimate, mixture.target, mixture.mixture))
                 residual = mixture.mixture - estimate
                 loudness.append((10 * np.log10(np.sum(estimate ** 2) / max(np.sum(residual ** 2), 1e-12)),

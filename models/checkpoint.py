@@ -56,21 +56,26 @@ def read_weights(directory: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: unreadable weights ({error})") from None
 
 
+def weight_mismatch(model: SeparationDiT, tensors: dict[str, torch.Tensor]) -> tuple[list, list, list]:
+    """(missing, unexpected, wrong shape): the names where ``tensors`` do not fit ``model``, sorted."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(tensors) if expected[name].shape != tensors[name].shape)
+    return missing, unexpected, wrong
+
+
 def grow_from(model: SeparationDiT, directory: Path) -> list[str]:
     """Load a checkpoint into a model that may have more parts (a detail head) -> the names left new.
 
     Everything the checkpoint has must fit; only ``GROWABLE_PREFIXES`` may be missing from it.
     """
-    path = Path(directory) / WEIGHTS_NAME
     tensors = read_weights(directory)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(tensors) if expected[name].shape != tensors[name].shape)
+    missing, unexpected, wrong = weight_mismatch(model, tensors)
     ungrowable = [name for name in missing if not name.startswith(GROWABLE_PREFIXES)]
     if ungrowable or unexpected or wrong:
-        raise CheckpointError(f"{path}: cannot grow into this model (missing {ungrowable[:3]}, "
-                              f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+        raise CheckpointError(f"{Path(directory) / WEIGHTS_NAME}: cannot grow into this model (missing "
+                              f"{ungrowable[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
     model.load_state_dict(tensors, strict=False)
     return missing
 
@@ -78,16 +83,12 @@ def grow_from(model: SeparationDiT, directory: Path) -> list[str]:
 def load_checkpoint(directory: Path) -> SeparationDiT:
     """One call: config.json + model.safetensors -> a SeparationDiT in eval mode."""
     config = load_config(directory)
-    path = Path(directory) / WEIGHTS_NAME
     tensors = read_weights(directory)
     model = SeparationDiT(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(tensors) if expected[name].shape != tensors[name].shape)
+    missing, unexpected, wrong = weight_mismatch(model, tensors)
     if missing or unexpected or wrong:
-        raise CheckpointError(f"{path}: does not match {CONFIG_NAME} (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
+        raise CheckpointError(f"{Path(directory) / WEIGHTS_NAME}: does not match {CONFIG_NAME} (missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")
     model.load_state_dict(tensors)
     return model.eval()
 

@@ -37,7 +37,6 @@ def register(commands) -> None:
 
 def judge_mixtures(data: str, split: str, count: int, seed: int):
     """Training mixtures from the corpus's training split, or the validation set's (``per_class`` each)."""
-
     from samstream.models.data.manifest import read_manifest
     from samstream.models.data.mixtures import PROTOCOL, MixtureConfig, MixtureSampler
     from samstream.models.data.validation import float_items
