@@ -27,13 +27,12 @@ def downmix_real_imag(spectrum_in, real_imag_out):
 
 
 @njit(cache=True)
-def apply_mask(spectrum_in, mask, spectrum_out, keep_target):
-    """spectrum_out = spectrum_in * mask (keep_target) or * (1 - mask); mask (1, bins) in [0, 1]."""
+def apply_gain(spectrum_in, gain, spectrum_out):
+    """spectrum_out = spectrum_in * gain, the gain (1, bins) shared by every channel (see ``mask_gain``)."""
     channels, bins = spectrum_in.shape
     for index in range(bins):
-        gain = mask[0, index] if keep_target else 1.0 - mask[0, index]
         for channel in range(channels):
-            spectrum_out[channel, index] = spectrum_in[channel, index] * gain
+            spectrum_out[channel, index] = spectrum_in[channel, index] * gain[0, index]
 
 
 @njit(cache=True)

@@ -77,8 +77,12 @@ class PromptSampler:
             choices, weights = zip(*REGIMES, strict=True)
             regime = choices[rng.choice(len(choices), p=np.array(weights) / sum(weights))]
         use_text, use_anchors, use_example = regime
-        if not (activity > 0.5).any():
+        sounding = (activity > 0.5).any()
+        if not sounding:
             use_text, use_anchors, use_example = True, False, False  # no span can show a silent target
+        use_visual = bool(self.visual_share) and sounding and rng.random() < self.visual_share
+        if use_visual and rng.random() < 0.5:
+            use_text, use_anchors, use_example = False, False, False  # the box alone
         caption = str(rng.choice(mixture.captions))
         prompt = {
             "text": self.text_embedding(caption) if use_text else np.zeros(self.config.prompt.text_dim, np.float32),
@@ -89,14 +93,9 @@ class PromptSampler:
         }
         if use_example:
             prompt["example_features"] = self.example_features(mixture.mixture, activity, rng)
-        if self.visual_share and (activity > 0.5).any() and rng.random() < self.visual_share:
+        if use_visual:
             prompt["visual"] = mixture_visual_rows(mixture.target, mixture.mixture - mixture.target, rng,
                                                    self.config, frames)
-            if rng.random() < 0.5:
-                use_text = False
-                prompt["text"] = np.zeros(self.config.prompt.text_dim, np.float32)
-                prompt["anchors"] = np.zeros(frames, np.int64)
-                prompt["has_example"] = np.float32(0.0)
         return TrainingExample(mixture.mixture.astype(np.float32), mixture.target.astype(np.float32), prompt,
                                caption if use_text else "")
 

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 
 from samstream.kernels.masking import (
-    apply_mask,
+    apply_gain,
     blend_masks,
     downmix_real_imag,
     mask_gain,
@@ -264,4 +264,4 @@ class OnnxSeparator:
         if gain is self._pass_gain:
             np.copyto(spectrum_out, delayed)
         else:
-            apply_mask(delayed, gain, spectrum_out, True)
+            apply_gain(delayed, gain, spectrum_out)

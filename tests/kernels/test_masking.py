@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from samstream.kernels.masking import apply_mask, blend_masks, downmix_real_imag, mask_gain
+from samstream.kernels.masking import apply_gain, blend_masks, downmix_real_imag, mask_gain
 
 
 @pytest.fixture
@@ -12,14 +12,14 @@ def spectrum():
 
 
 @pytest.mark.parametrize("keep_target", [True, False])
-def test_mask_gain_and_apply_mask_follow_the_mode(spectrum, keep_target):
+def test_mask_gain_follows_the_mode_and_apply_gain_applies_it(spectrum, keep_target):
     mask = np.random.default_rng(4).uniform(0, 1, (1, 513)).astype(np.float32)
     gain = np.empty_like(mask)
     mask_gain(mask, keep_target, gain)
     expected = mask if keep_target else 1.0 - mask
     np.testing.assert_allclose(gain, expected, atol=1e-7)
     out = np.empty_like(spectrum)
-    apply_mask(spectrum, mask, out, keep_target)
+    apply_gain(spectrum, gain, out)
     np.testing.assert_allclose(out, spectrum * expected, atol=1e-6)
 
 
