@@ -99,14 +99,33 @@ def bin_weights(features: torch.Tensor, compression: float, weight_exponent: flo
     return features / (features.mean(dim=(1, 2), keepdim=True) + 1e-8)
 
 
+# The distortion floor of ``distortion_db``: 30 dB under the mixture, so a silent target (whose
+# SDR is undefined) or a near-perfect estimate cannot take the log to minus infinity.
+DISTORTION_FLOOR = 1e-3
+
+
+def distortion_db(mask: torch.Tensor, mixture: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per example, the energy of the masked mixture's error against the target, in dB over the
+    mixture's energy: masks (B, T, bins), spectra (B, T, 2, bins) -> (B,).
+
+    Extract and remove share this error (the residual's estimate is the mixture minus the
+    target's), so lowering it raises both SDRs by as much, in dB: each example counts by its
+    dB, as the benchmark's mean does, not by its error's energy, which quiet targets lack."""
+    error = mask[..., None, :] * mixture - target
+    energy = (error ** 2).sum(dim=(1, 2, 3))
+    reference = (mixture ** 2).sum(dim=(1, 2, 3))
+    return 10.0 * torch.log10((energy + DISTORTION_FLOOR * reference + 1e-10) / (reference + 1e-10))
+
+
 def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: torch.Tensor,
                        conditioning: Conditioning, generator=None, *, weight_exponent: float | None = None,
-                       zero_time_share: float = 0.0) -> torch.Tensor:
+                       zero_time_share: float = 0.0, distortion_weight: float = 0.0) -> torch.Tensor:
     """mixture, target: (B, n) waveforms; the residual is mixture - target.
 
     ``model`` may be wrapped (DistributedDataParallel): it is called, and its config read
     from the module inside. ``weight_exponent`` and ``zero_time_share``: see ``bin_weights``
-    and ``sample_training_times``."""
+    and ``sample_training_times``. ``distortion_weight`` adds, for the rows at t = 0, the
+    ``distortion_db`` of the one-step estimate (what the one-step sampler outputs)."""
     config = getattr(model, "module", model).config
     mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
     data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
@@ -124,7 +143,12 @@ def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: to
     remaining = torch.clamp(1 - time, min=MIN_REMAINING_TIME)[:, None, None]
     weight = bin_weights(features, config.transformer.compression, weight_exponent)
     error = ((velocity - (data - noise)) * remaining) ** 2
-    return (error * weight.repeat(1, 1, 2)).mean()
+    loss = (error * weight.repeat(1, 1, 2)).mean()
+    at_zero = time == 0
+    if distortion_weight and bool(at_zero.any()):
+        mask = consistent_target_mask(noise[at_zero] + velocity[at_zero])
+        loss = loss + distortion_weight * distortion_db(mask, mix_spec[at_zero], target_spec[at_zero]).mean()
+    return loss
 
 
 @torch.no_grad()

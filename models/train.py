@@ -52,6 +52,7 @@ class TrainSettings:
     weight_exponent: float | None = 2.0  # None: weigh bins by the compressed mixture features
     zero_time_share: float = 0.5
     visual_share: float = 0.0  # examples that also carry the target's box in a drawn clip (models.prompts)
+    distortion_weight: float = 0.0  # the t = 0 rows' error in dB, beside the flow loss (flow.distortion_db)
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,
@@ -127,7 +128,8 @@ class Trainer:
         self.sampler = sampler
         self.validation = validation
         self.loss_fn = loss_fn or functools.partial(flow_matching_loss, weight_exponent=settings.weight_exponent,
-                                                    zero_time_share=settings.zero_time_share)
+                                                    zero_time_share=settings.zero_time_share,
+                                                    distortion_weight=settings.distortion_weight)
         torch.manual_seed(settings.seed)
         self.model = SeparationDiT(config)
         if grow is not None and not self.state_path.exists():

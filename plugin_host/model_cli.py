@@ -32,6 +32,8 @@ def register(commands) -> None:
                        help="start a new run from this checkpoint's weights (the preset may add a detail head)")
     train.add_argument("--visual-share", dest="visual_share", type=float,
                        help="share of examples that carry a drawn clip's visual prompt (trains the visual gate)")
+    train.add_argument("--distortion-weight", dest="distortion_weight", type=float,
+                       help="weight of the one-step estimate's error in dB (SDR) beside the flow loss")
     train.add_argument("--no-progress", action="store_true")
 
     distill = commands.add_parser("distill", help="distil the multi-step teacher into a 1- or 2-step student")

@@ -240,3 +240,53 @@ def test_a_visual_share_gives_examples_the_target_box_some_without_a_caption():
     assert examples[0].conditioning["visual"].shape == (frames, config.prompt.visual_dim)
     plain = PromptSampler(ToySource(), config, toy_embedding)
     assert not plain.example(np.random.default_rng(0), 1.0).conditioning["visual"].any()
+
+
+def test_the_distortion_term_is_the_estimate_error_in_db_as_the_waveform_measures_it():
+    from samstream.models.flow import DISTORTION_FLOOR, distortion_db, spectra
+    from samstream.models.torch_dsp import istft
+
+    config, sampler, _, _ = toy_setup()
+    example = sampler.batch(1, 0.5, np.random.default_rng(7))[0]
+    mixture, target = (torch.from_numpy(signal[None]) for signal in (example.mixture, example.target))
+    mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
+    # A mask smooth in time and frequency, as a trained model's is: a random one is far from any
+    # STFT of a signal, and the inverse STFT's projection would hide part of its error.
+    frames, bins = mix_spec.shape[1], config.stft.n_bins
+    mask = 0.5 + 0.4 * torch.sin(torch.arange(frames)[:, None] / 7.0) * torch.cos(torch.arange(bins)[None] / 40.0)
+    mask = mask[None].float()
+    masked = torch.complex(mix_spec[..., 0, :], mix_spec[..., 1, :]) * mask
+    estimate = istft(masked.transpose(-1, -2), config.stft.n_fft, config.stft.hop, mixture.shape[-1])
+    # Over the inner part, away from the edges the STFT's frames only half cover.
+    inner = slice(config.stft.n_fft, -config.stft.n_fft)
+    error = float(((estimate - target)[0, inner] ** 2).sum()) / float((mixture[0, inner] ** 2).sum())
+    assert float(distortion_db(mask, mix_spec, target_spec)[0]) == pytest.approx(10 * np.log10(error), abs=0.3)
+    # A perfect estimate stops at the floor instead of at minus infinity.
+    perfect = float(distortion_db(torch.ones_like(mask), mix_spec, mix_spec)[0])
+    assert perfect == pytest.approx(10 * np.log10(DISTORTION_FLOOR), abs=1e-3)
+
+
+def test_a_distortion_weight_adds_the_one_step_estimates_error_in_db_to_the_loss():
+    from samstream.models.flow import flow_matching_loss
+    from samstream.models.transformer import SeparationDiT
+
+    config, sampler, _, _ = toy_setup()
+    torch.manual_seed(0)
+    model = SeparationDiT(config)
+    torch.nn.init.normal_(model.head.weight, std=0.01)
+    batch = sampler.batch(2, 0.5, np.random.default_rng(4))
+    mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
+    target = torch.from_numpy(np.stack([example.target for example in batch]))
+    conditioning = PromptSampler.stack([example.conditioning for example in batch], config)
+
+    def loss(weight, zero_share):
+        return flow_matching_loss(model, mixture, target, conditioning, torch.Generator().manual_seed(1),
+                                  weight_exponent=2.0, zero_time_share=zero_share, distortion_weight=weight)
+
+    with torch.no_grad():
+        plain, weighted, doubled = float(loss(0.0, 1.0)), float(loss(0.5, 1.0)), float(loss(1.0, 1.0))
+        assert weighted != plain and doubled - plain == pytest.approx(2 * (weighted - plain), rel=1e-4)
+        assert float(loss(1.0, 0.0)) == pytest.approx(float(loss(0.0, 0.0)))  # no row at t = 0: no term
+    model.zero_grad()
+    loss(1.0, 1.0).backward()
+    assert model.head.weight.grad.abs().sum() > 0
