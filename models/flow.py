@@ -119,13 +119,16 @@ def distortion_db(mask: torch.Tensor, mixture: torch.Tensor, target: torch.Tenso
 
 def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: torch.Tensor,
                        conditioning: Conditioning, generator=None, *, weight_exponent: float | None = None,
-                       zero_time_share: float = 0.0, distortion_weight: float = 0.0) -> torch.Tensor:
+                       zero_time_share: float = 0.0, distortion_weight: float = 0.0,
+                       improvements: dict | None = None) -> torch.Tensor:
     """mixture, target: (B, n) waveforms; the residual is mixture - target.
 
     ``model`` may be wrapped (DistributedDataParallel): it is called, and its config read
     from the module inside. ``weight_exponent`` and ``zero_time_share``: see ``bin_weights``
     and ``sample_training_times``. ``distortion_weight`` adds, for the rows at t = 0, the
-    ``distortion_db`` of the one-step estimate (what the one-step sampler outputs)."""
+    ``distortion_db`` of the one-step estimate (what the one-step sampler outputs).
+    ``improvements``, a dict, receives for each row at t = 0 how many dB that estimate's
+    error lies under the mixture's (what hard-pair mining learns from)."""
     config = getattr(model, "module", model).config
     mix_spec, target_spec = spectra(mixture, config), spectra(target, config)
     data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
@@ -145,9 +148,14 @@ def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: to
     error = ((velocity - (data - noise)) * remaining) ** 2
     loss = (error * weight.repeat(1, 1, 2)).mean()
     at_zero = time == 0
-    if distortion_weight and bool(at_zero.any()):
+    if (distortion_weight or improvements is not None) and bool(at_zero.any()):
         mask = consistent_target_mask(noise[at_zero] + velocity[at_zero])
-        loss = loss + distortion_weight * distortion_db(mask, mix_spec[at_zero], target_spec[at_zero]).mean()
+        distortion = distortion_db(mask, mix_spec[at_zero], target_spec[at_zero])
+        loss = loss + distortion_weight * distortion.mean()
+        if improvements is not None:
+            passed = distortion_db(torch.ones_like(mask), mix_spec[at_zero], target_spec[at_zero])
+            rows = torch.nonzero(at_zero).flatten().tolist()
+            improvements.update(zip(rows, (passed - distortion).detach().tolist(), strict=True))
     return loss
 
 

@@ -47,6 +47,7 @@ class TrainingExample:
     target: np.ndarray
     conditioning: dict  # numpy arrays of one example, see ``PromptSampler.stack``
     caption: str
+    classes: tuple[str, tuple[str, ...]] | None = None  # (target, interferers) where the source knows them
 
 
 class PromptSampler:
@@ -96,8 +97,9 @@ class PromptSampler:
         if use_visual:
             prompt["visual"] = mixture_visual_rows(mixture.target, mixture.mixture - mixture.target, rng,
                                                    self.config, frames)
+        classes = getattr(mixture, "classes", None)
         return TrainingExample(mixture.mixture.astype(np.float32), mixture.target.astype(np.float32), prompt,
-                               caption if use_text else "")
+                               caption if use_text else "", classes)
 
     def fixed_example(self, mixture: np.ndarray, target: np.ndarray, caption: str) -> TrainingExample:
         """A text-prompted example of given audio: the validation protocol's prompt."""
@@ -134,6 +136,21 @@ class PromptSampler:
     def batch(self, size: int, seconds: float, rng: np.random.Generator) -> list[TrainingExample]:
         return [self.example(rng, seconds) for _ in range(size)]
 
+    @property
+    def pair_difficulty(self):
+        """The source's hard-pair miner (``models.data.hard_pairs``), if it has one."""
+        return getattr(self.source, "pair_difficulty", None)
+
+    def record(self, examples: list[TrainingExample], improvements: dict[int, float]) -> None:
+        """Hands the one-step improvements measured in training (by batch row) to the hard-pair miner."""
+        miner = self.pair_difficulty
+        if miner is None:
+            return
+        for row, improvement in improvements.items():
+            if examples[row].classes is not None:
+                target_class, interferer_classes = examples[row].classes
+                miner.record(target_class, interferer_classes, improvement)
+
     @staticmethod
     def stack(prompts: list[dict], config: ModelConfig) -> Conditioning:
         def stacked(key, dtype):
@@ -154,6 +171,7 @@ class CorpusMixture:
     target: np.ndarray
     activity: np.ndarray
     captions: tuple[str, ...]
+    classes: tuple[str, tuple[str, ...]] | None = None
 
 
 def pool_activity(activity: np.ndarray, data_hop: int, model_hop: int) -> np.ndarray:
@@ -173,6 +191,10 @@ class CorpusSource:
         self.config = config
         self.data_hop = data_hop
 
+    @property
+    def pair_difficulty(self):
+        return self.sampler.pair_difficulty
+
     def sample(self, rng: np.random.Generator, seconds: float) -> CorpusMixture:
         mixture = self.sampler.sample(int(rng.integers(0, 2**62)))
         length = min(len(mixture.mixture), round(seconds * self.config.stft.sample_rate))
@@ -182,4 +204,4 @@ class CorpusSource:
                                  self.config.stft.hop)
         captions = tuple(sorted(self.sampler.captions[mixture.target_class]))
         return CorpusMixture(mixture.mixture[start:start + length], mixture.target[start:start + length],
-                             activity, captions)
+                             activity, captions, (mixture.target_class, tuple(mixture.interferer_classes)))

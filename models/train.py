@@ -53,6 +53,7 @@ class TrainSettings:
     zero_time_share: float = 0.5
     visual_share: float = 0.0  # examples that also carry the target's box in a drawn clip (models.prompts)
     distortion_weight: float = 0.0  # the t = 0 rows' error in dB, beside the flow loss (flow.distortion_db)
+    hard_pairs: float = 0.0  # the share of the interferer draw weighed by difficulty (data.hard_pairs)
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,
@@ -163,6 +164,8 @@ class Trainer:
         self.step = state["step"]
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
+        if "pair_difficulty" in state and self.sampler.pair_difficulty is not None:
+            self.sampler.pair_difficulty.load_state(state["pair_difficulty"])
 
     def save(self) -> None:
         if self.rank != 0:
@@ -172,6 +175,8 @@ class Trainer:
         state = {"config": self.model.config.to_dict(), "model": self.model.state_dict(),
                  "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
                  "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
+        if self.sampler.pair_difficulty is not None:
+            state["pair_difficulty"] = self.sampler.pair_difficulty.state()
         partial = self.state_path.with_suffix(".partial")
         torch.save(state, partial)
         partial.replace(self.state_path)
@@ -193,9 +198,12 @@ class Trainer:
             mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
             target = torch.from_numpy(np.stack([example.target for example in batch]))
             conditioning = PromptSampler.stack([example.conditioning for example in batch], self.model.config)
-            loss = self.loss_fn(self.network, mixture, target, conditioning, self.generator) / settings.accumulate
-            loss.backward()
-            total += float(loss.detach())
+            mining = {"improvements": {}} if self.sampler.pair_difficulty is not None else {}
+            loss = self.loss_fn(self.network, mixture, target, conditioning, self.generator, **mining)
+            (loss / settings.accumulate).backward()
+            if mining:
+                self.sampler.record(batch, mining["improvements"])
+            total += float(loss.detach()) / settings.accumulate
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self._update_ema()
@@ -227,6 +235,10 @@ class Trainer:
                     row[4:] = [f"{figures['si_sdri_extract']:.2f}", f"{figures['si_sdri_remove']:.2f}"]
                     bar.write(f"step {self.step}: validation SI-SDRi extract {figures['si_sdri_extract']:+.2f} dB, "
                               f"remove {figures['si_sdri_remove']:+.2f} dB")
+                    if self.sampler.pair_difficulty is not None:
+                        hardest = ", ".join(f"{target} beside {other} {-difficulty:+.1f} dB"
+                                            for target, other, difficulty in self.sampler.pair_difficulty.hardest(5))
+                        bar.write(f"step {self.step}: hardest pairs (one-step improvement): {hardest}")
                 if self.rank == 0:
                     log.writerow(row)
                     handle.flush()

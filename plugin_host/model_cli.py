@@ -34,6 +34,8 @@ def register(commands) -> None:
                        help="share of examples that carry a drawn clip's visual prompt (trains the visual gate)")
     train.add_argument("--distortion-weight", dest="distortion_weight", type=float,
                        help="weight of the one-step estimate's error in dB (SDR) beside the flow loss")
+    train.add_argument("--hard-pairs", dest="hard_pairs", type=float,
+                       help="share of the interferer draw weighed by how badly the model separates each pair")
     train.add_argument("--no-progress", action="store_true")
 
     distill = commands.add_parser("distill", help="distil the multi-step teacher into a 1- or 2-step student")
@@ -85,6 +87,10 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
         raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
     entries = read_manifest(str(manifest))
     corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0)), seed=settings.seed)
+    if getattr(settings, "hard_pairs", 0.0):
+        from samstream.models.data.hard_pairs import PairDifficulty
+
+        corpus.pair_difficulty = PairDifficulty(corpus.classes, mining_share=settings.hard_pairs)
     sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, TextEncoder.load().encode,
                             visual_share=getattr(settings, "visual_share", 0.0))
     return sampler, validation_examples(entries, data, validation_count, sampler)

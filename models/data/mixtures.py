@@ -113,6 +113,7 @@ class MixtureSampler:
                              f"found {len(self.classes)}")
         self.captions = {c: {cap for e in self.by_class[c] for cap in e.captions} for c in self.classes}
         self.samples = round(self.config.seconds * SAMPLE_RATE)
+        self.pair_difficulty = None  # a hard_pairs.PairDifficulty: interferers drawn by it
 
     def __len__(self) -> int:
         return self.length
@@ -185,7 +186,8 @@ class MixtureSampler:
         caption = str(rng.choice(target_entry.captions))
         others = [c for c in self.classes if c != cls and caption not in self.captions[c]]
         count = min(int(rng.integers(cfg.interferers[0], cfg.interferers[1] + 1)), len(others))
-        chosen = [others[i] for i in rng.choice(len(others), size=count, replace=False)]
+        weights = None if self.pair_difficulty is None else self.pair_difficulty.interferer_probabilities(cls, others)
+        chosen = [others[i] for i in rng.choice(len(others), size=count, replace=False, p=weights)]
         room = float(rng.uniform(*cfg.rt60_s)) if rng.random() < cfg.reverb_prob else None
         info: list[dict] = []
         target = self._source(target_entry, rng, bool(rng.random() < cfg.partial_prob), room, info)

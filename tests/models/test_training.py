@@ -290,3 +290,32 @@ def test_a_distortion_weight_adds_the_one_step_estimates_error_in_db_to_the_loss
     model.zero_grad()
     loss(1.0, 1.0).backward()
     assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_training_hands_each_one_step_improvement_to_the_hard_pair_miner_and_resumes_it(tmp_path):
+    from dataclasses import replace
+
+    from samstream.models.data.hard_pairs import PairDifficulty
+
+    class ClassedToySource(ToySource):
+        """Tones against noise, told apart as two classes, the noise's drawn by a miner."""
+
+        def __init__(self):
+            self.pair_difficulty = PairDifficulty(["tone", "noise"])
+
+        def sample(self, rng, seconds):
+            mixture = super().sample(rng, seconds)
+            mixture.classes = ("tone", ("noise",))
+            return mixture
+
+    config, _, validation, settings = toy_setup(steps=2)
+    settings = replace(settings, zero_time_share=1.0)
+    source = ClassedToySource()
+    trainer = Trainer(config, settings, tmp_path, PromptSampler(source, config, toy_embedding), validation)
+    trainer.run(progress=False)
+    assert source.pair_difficulty.measured[0, 1] and not source.pair_difficulty.measured[1, 0]
+    learned = source.pair_difficulty.difficulty[0, 1]
+    assert np.isfinite(learned) and learned != 0.0
+    fresh = ClassedToySource()
+    Trainer(config, replace(settings, steps=2), tmp_path, PromptSampler(fresh, config, toy_embedding), validation)
+    assert fresh.pair_difficulty.difficulty[0, 1] == pytest.approx(learned)

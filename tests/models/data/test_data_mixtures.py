@@ -109,3 +109,44 @@ def test_activity_fills_short_gaps_only():
     flags = activity_of(x, gap_hops=10)
     assert flags[10:90].all() and not flags[90:200].any() and flags[200:240].all()
     assert not flags[:10].any() and not flags[240:].any()
+
+
+def test_pair_difficulty_weighs_hard_pairs_up_and_keeps_a_uniform_floor():
+    from samstream.models.data.hard_pairs import PairDifficulty
+
+    miner = PairDifficulty(["a", "b", "c", "d"], mining_share=0.5, temperature_db=3.0)
+    others = ["b", "c", "d"]
+    np.testing.assert_allclose(miner.interferer_probabilities("a", others), 1 / 3)  # nothing measured yet
+    miner.record("a", ["b"], -12.0)  # the model made "a beside b" 12 dB worse than the mixture
+    miner.record("a", ["c", "d"], 6.0)
+    probabilities = miner.interferer_probabilities("a", others)
+    assert probabilities.sum() == pytest.approx(1.0)
+    assert probabilities[0] > 0.6 and probabilities[1] == pytest.approx(probabilities[2])
+    assert probabilities.min() >= 0.5 / 3 - 1e-9
+    # a running mean: one good outcome moves the pair by the rate, not all the way
+    miner.record("a", ["b"], 8.0)
+    assert miner.difficulty[0, 1] == pytest.approx(12.0 + 0.2 * (-8.0 - 12.0))
+    assert miner.hardest(1) == [("a", "b", pytest.approx(8.0))]
+    # unmeasured pairs stand at the mean measured difficulty; NaN is ignored
+    miner.record("b", ["a"], float("nan"))
+    assert not miner.measured[1, 0]
+    resumed = PairDifficulty(["d", "c", "b", "a", "e"])
+    resumed.load_state(miner.state())
+    assert resumed.difficulty[resumed.index["a"], resumed.index["b"]] == pytest.approx(8.0)
+    with pytest.raises(ValueError, match="mining_share"):
+        PairDifficulty(["a"], mining_share=1.5)
+
+
+def test_the_sampler_draws_the_interferers_a_miner_finds_hard(tone_corpus):
+    from samstream.models.data.hard_pairs import PairDifficulty
+
+    root, entries = tone_corpus
+    sampler = MixtureSampler(entries, root, MixtureConfig(interferers=(1, 1)), seed=5)
+    classes = sampler.classes
+    plain = [sampler.sample(index, target_class=classes[0]).interferer_classes[0] for index in range(60)]
+    sampler.pair_difficulty = PairDifficulty(classes, mining_share=1.0, temperature_db=1.0)
+    sampler.pair_difficulty.record(classes[0], [classes[1]], -10.0)
+    sampler.pair_difficulty.record(classes[0], [classes[2]], 10.0)
+    mined = [sampler.sample(index, target_class=classes[0]).interferer_classes[0] for index in range(60)]
+    assert 15 < plain.count(classes[1]) < 45
+    assert mined.count(classes[1]) >= 58
