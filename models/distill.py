@@ -79,8 +79,7 @@ def distill(teacher_dir: Path, run_dir: Path, student_steps: int, settings: Trai
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, settings)
         batch = sampler.batch(settings.batch_size, settings.seconds, rng)
-        mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
-        conditioning = PromptSampler.stack([example.conditioning for example in batch], student.config)
+        mixture, _, conditioning = PromptSampler.tensors(batch, student.config)
         loss = distillation_loss(student, teacher, mixture, conditioning, student_steps, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

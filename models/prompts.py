@@ -152,6 +152,14 @@ class PromptSampler:
                 miner.record(target_class, interferer_classes, improvement)
 
     @staticmethod
+    def tensors(examples: list[TrainingExample],
+                config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, Conditioning]:
+        """A batch of examples -> (mixture (B, n), target (B, n), conditioning), as the loss takes them."""
+        mixture = torch.from_numpy(np.stack([example.mixture for example in examples]))
+        target = torch.from_numpy(np.stack([example.target for example in examples]))
+        return mixture, target, PromptSampler.stack([example.conditioning for example in examples], config)
+
+    @staticmethod
     def stack(prompts: list[dict], config: ModelConfig) -> Conditioning:
         def stacked(key, dtype):
             return torch.from_numpy(np.stack([prompt[key] for prompt in prompts]).astype(dtype))

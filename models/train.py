@@ -70,8 +70,7 @@ def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning
 
 def separate_batch(model: SeparationDiT, examples: list[TrainingExample], steps: int) -> np.ndarray:
     """Torch reference separation of whole training examples -> target waveforms (B, n)."""
-    mixture = torch.from_numpy(np.stack([example.mixture for example in examples]))
-    conditioning = PromptSampler.stack([example.conditioning for example in examples], model.config)
+    mixture, _, conditioning = PromptSampler.tensors(examples, model.config)
     return separate_waveforms(model, mixture, conditioning, steps)
 
 
@@ -197,9 +196,7 @@ class Trainer:
         total = 0.0
         for _ in range(settings.accumulate):
             batch = self.sampler.batch(settings.batch_size, settings.seconds, self.rng)
-            mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
-            target = torch.from_numpy(np.stack([example.target for example in batch]))
-            conditioning = PromptSampler.stack([example.conditioning for example in batch], self.model.config)
+            mixture, target, conditioning = PromptSampler.tensors(batch, self.model.config)
             mining = {"improvements": {}} if self.sampler.pair_difficulty is not None else {}
             loss = self.loss_fn(self.network, mixture, target, conditioning, self.generator, **mining)
             (loss / settings.accumulate).backward()

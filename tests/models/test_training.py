@@ -186,9 +186,7 @@ def test_at_time_zero_the_loss_is_a_regression_the_noise_drops_out_of():
     model = SeparationDiT(config).eval()
     torch.nn.init.normal_(model.head.weight, std=0.01)  # a zero head would predict the same for any input
     batch = sampler.batch(2, 0.5, np.random.default_rng(4))
-    mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
-    target = torch.from_numpy(np.stack([example.target for example in batch]))
-    conditioning = PromptSampler.stack([example.conditioning for example in batch], config)
+    mixture, target, conditioning = PromptSampler.tensors(batch, config)
     with torch.no_grad():
         losses = [float(flow_matching_loss(model, mixture, target, conditioning, torch.Generator().manual_seed(seed),
                                            weight_exponent=2.0, zero_time_share=1.0)) for seed in (1, 2)]
@@ -275,9 +273,7 @@ def test_a_distortion_weight_adds_the_one_step_estimates_error_in_db_to_the_loss
     model = SeparationDiT(config)
     torch.nn.init.normal_(model.head.weight, std=0.01)
     batch = sampler.batch(2, 0.5, np.random.default_rng(4))
-    mixture = torch.from_numpy(np.stack([example.mixture for example in batch]))
-    target = torch.from_numpy(np.stack([example.target for example in batch]))
-    conditioning = PromptSampler.stack([example.conditioning for example in batch], config)
+    mixture, target, conditioning = PromptSampler.tensors(batch, config)
 
     def loss(weight, zero_share):
         return flow_matching_loss(model, mixture, target, conditioning, torch.Generator().manual_seed(1),
