@@ -132,6 +132,10 @@ class JudgeConfig:
     window_seconds: float = 3.0  # what one judgement covers, live and in training
     score_floor_db: float = -30.0  # training targets are clipped to this range
     score_ceiling_db: float = 30.0
+    # Scalars from re-separating the estimate and its remainder with the separation model
+    # (judge.consistency_features); 0: a judge of band levels alone.
+    consistency_features: int = 0
+    fusion_width: int = 32
     format_version: int = FORMAT_VERSION
 
     @property

@@ -5,9 +5,15 @@ shift them (the same frame can be a fine estimate of "speech" and a poor one of 
 mixes a few neighbouring frames with a causal-free convolution (the judge runs on a
 finished window, not on the audio path), pools mean and spread over the window and
 regresses one number. Small on purpose: it runs a few times a second beside the model.
+
+A judge with consistency features (``JudgeConfig.consistency_features``) passes that number
+and the scalars of ``judge.consistency_features`` through a small fusion network, which
+gives the final score. The band network is trained first, on many cheap windows; the
+fusion after it, with the band network frozen, on fewer windows that were re-separated.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +26,7 @@ from .judge import JUDGE_GRAPH, JudgeFolderError
 
 WEIGHTS_FILE = "judge.safetensors"
 OPSET = 17
+FUSION_SCALE_DB = 10.0
 
 
 class JudgeNet(nn.Module):
@@ -33,9 +40,24 @@ class JudgeNet(nn.Module):
         self.temporal = nn.Conv1d(width, width, config.kernel_frames, padding=config.kernel_frames // 2)
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * width + config.text_bottleneck, width),
                                   nn.GELU(), nn.Linear(width, 1))
+        if config.consistency_features:
+            fusion = config.fusion_width
+            self.fusion = nn.Sequential(nn.Linear(1 + config.consistency_features, fusion), nn.GELU(),
+                                        nn.Linear(fusion, fusion), nn.GELU(), nn.Linear(fusion, 1))
 
-    def forward(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, feature_dim), (batch, text_dim) -> (batch,) dB."""
+    def forward(self, features: torch.Tensor, text: torch.Tensor,
+                consistency: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, frames, feature_dim), (batch, text_dim)[, (batch, consistency_features)] -> (batch,) dB."""
+        band_score = self.band_score(features, text)
+        if not self.config.consistency_features:
+            return band_score
+        fused = self.fusion(torch.cat((band_score[:, None] / FUSION_SCALE_DB, consistency), dim=-1))
+        return fused[:, 0] * FUSION_SCALE_DB
+
+    def band_parameters(self) -> list[nn.Parameter]:
+        return [value for name, value in self.named_parameters() if not name.startswith("fusion.")]
+
+    def band_score(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         prompt = self.prompt(text)
         scale, shift = self.prompt_film(prompt)[:, None].chunk(2, dim=-1)
         frames = self.frame_in(features) * (1 + scale) + shift
@@ -70,11 +92,25 @@ def load_judge(folder: Path) -> JudgeNet:
     return model.eval()
 
 
+def with_fusion(base: JudgeNet, consistency_features: int) -> JudgeNet:
+    """A judge with ``base``'s band network and a new fusion network for the consistency features."""
+    config = dataclasses.replace(base.config, consistency_features=consistency_features)
+    model = JudgeNet(config)
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    if unexpected or any(not name.startswith("fusion.") for name in missing):
+        raise ValueError(f"the base judge does not fit: missing {missing}, unexpected {unexpected}")
+    return model
+
+
 def export_judge(model: JudgeNet, path: Path) -> None:
     config = model.config
     inputs = (torch.zeros(1, 64, config.feature_dim), torch.zeros(1, config.text_dim))
+    names = ["features", "text"]
+    axes = {"features": {0: "batch", 1: "frames"}, "text": {0: "batch"}, "score_db": {0: "batch"}}
+    if config.consistency_features:
+        inputs += (torch.zeros(1, config.consistency_features),)
+        names.append("consistency")
+        axes["consistency"] = {0: "batch"}
     with torch.no_grad():
-        torch.onnx.export(model.eval(), inputs, str(path), input_names=["features", "text"], output_names=["score_db"],
-                          dynamic_axes={"features": {0: "batch", 1: "frames"}, "text": {0: "batch"},
-                                        "score_db": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(model.eval(), inputs, str(path), input_names=names, output_names=["score_db"],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)

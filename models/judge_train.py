@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import JudgeConfig
-from .judge import band_weights, judge_features
+from .judge import CONSISTENCY_NAMES, Reseparator, band_weights, consistency_features, judge_features
 from .judge_net import JudgeNet
 from .metrics import ideal_ratio_mask, istft_frames, si_sdr, spearman
 
@@ -56,6 +56,11 @@ class JudgeSet:
     kind: np.ndarray  # (examples,) str: how the estimate was made
     mixture_id: np.ndarray  # (examples,) int: windows of one mixture share it
     window_id: np.ndarray  # (examples,) int: the estimates of one window share it
+    consistency: np.ndarray | None = None  # (examples, len(CONSISTENCY_NAMES)) float32, or (examples, 0)
+
+    def __post_init__(self):
+        if self.consistency is None:
+            self.consistency = np.zeros((len(self.score_db), 0), np.float32)
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, **{name: getattr(self, name) for name in FIELDS})
@@ -63,21 +68,21 @@ class JudgeSet:
     @classmethod
     def load(cls, path: Path) -> JudgeSet:
         data = np.load(path)
-        return cls(**{name: data[name] for name in FIELDS})
+        return cls(**{name: data[name] for name in FIELDS if name in data})
 
     @classmethod
     def join(cls, parts: list[JudgeSet]) -> JudgeSet:
         return cls(**{name: np.concatenate([getattr(part, name) for part in parts]) for name in FIELDS})
 
 
-FIELDS = ("features", "text", "score_db", "kind", "mixture_id", "window_id")
+FIELDS = ("features", "text", "score_db", "kind", "mixture_id", "window_id", "consistency")
 
 
 class Separations:
     """Every way one mixture gets separated for the judge's set."""
 
     def __init__(self, model_dir: Path, encoder, classes: list[str], early_checkpoints: list[Path] = (),
-                 teacher_steps: tuple[int, ...] = (4, 16), seed: int = 0):
+                 teacher_steps: tuple[int, ...] = (4, 16), seed: int = 0, consistency: bool = False):
         from samstream.models.data.captions import captions_for
 
         from .checkpoint import load_config
@@ -91,6 +96,7 @@ class Separations:
         self.stft = load_config(self.model_dir).stft
         self.early = {Path(folder).name: Teacher(Path(folder), steps=1) for folder in early_checkpoints}
         self.rng = np.random.default_rng(seed)
+        self.reseparator = Reseparator(self.model_dir) if consistency else None
 
     def caption_of(self, name: str) -> str:
         captions = self.captions_for(name)
@@ -165,10 +171,12 @@ def box_blur(values: np.ndarray, frames: int, bins: int) -> np.ndarray:
 
 
 def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: JudgeConfig, weights: np.ndarray,
-               mixture_id: int, embedding: np.ndarray) -> JudgeSet:
-    """Each estimate cut into whole judge windows, each window labelled with its true SI-SDR."""
+               mixture_id: int, embedding: np.ndarray, reseparator: Reseparator | None = None) -> JudgeSet:
+    """Each estimate cut into whole judge windows, each window labelled with its true SI-SDR;
+    with a ``reseparator``, each window's consistency features too (re-separated on its own,
+    as the live judge does)."""
     size = config.window_samples
-    features, scores, kinds, windows = [], [], [], []
+    features, scores, kinds, windows, consistency = [], [], [], [], []
     for start in range(0, len(item.mixture) - size + 1, size):
         window = slice(start, start + size)
         target, mixture = item.target[window], item.mixture[window]
@@ -177,6 +185,8 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
         for kind, estimate in estimates.items():
             score = np.clip(si_sdr(estimate[window], target), config.score_floor_db, config.score_ceiling_db)
             features.append(judge_features(mixture, estimate[window], config, weights).astype(np.float16))
+            if reseparator is not None:
+                consistency.append(consistency_features(mixture, estimate[window], embedding, reseparator))
             scores.append(score)
             kinds.append(kind)
             windows.append(mixture_id * WINDOWS_PER_MIXTURE + start // size)
@@ -184,7 +194,9 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
     frames = -(-size // config.hop)
     return JudgeSet(np.array(features, np.float16).reshape(count, frames, config.feature_dim),
                     np.repeat(embedding[None].astype(np.float32), count, axis=0), np.array(scores, np.float32),
-                    np.array(kinds), np.full(count, mixture_id, np.int64), np.array(windows, np.int64))
+                    np.array(kinds), np.full(count, mixture_id, np.int64), np.array(windows, np.int64),
+                    None if reseparator is None else
+                    np.array(consistency, np.float32).reshape(count, len(CONSISTENCY_NAMES)))
 
 
 def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, heavy_every: int = 2,
@@ -194,7 +206,8 @@ def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, hea
     for number, item in enumerate(mixtures):
         estimates = separations.estimates(item, heavy=number % heavy_every == 0, with_model=with_model)
         embedding = separations.encoder.encode(item.caption)
-        parts.append(windows_of(item, estimates, config, weights, first_id + number, embedding))
+        parts.append(windows_of(item, estimates, config, weights, first_id + number, embedding,
+                                separations.reseparator))
         if (number + 1) % 10 == 0:
             log(f"  {number + 1} mixtures, {sum(len(part.score_db) for part in parts)} windows, "
                 f"{time.time() - started:.0f} s")
@@ -215,29 +228,41 @@ def ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, windows: torch.Te
 
 
 def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,
-                learning_rate: float = 2e-3, ranking_weight: float = 0.5, seed: int = 0, log=print) -> JudgeNet:
+                learning_rate: float = 2e-3, ranking_weight: float = 0.5, seed: int = 0, log=print,
+                model: JudgeNet | None = None) -> JudgeNet:
     """Huber regression on the true SI-SDR (in units of 10 dB) plus the within-window ranking loss;
-    each batch holds every estimate of a few windows, so the ranking loss has pairs to compare."""
+    each batch holds every estimate of a few windows, so the ranking loss has pairs to compare.
+    ``model``: a judge with consistency features (``judge_net.with_fusion``) whose band network
+    is trained already; only its fusion network learns, from ``train``'s consistency features."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = JudgeNet(config)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    model = model if model is not None else JudgeNet(config)
+    fusing = bool(model.config.consistency_features)
+    if fusing and train.consistency.shape[1] != model.config.consistency_features:
+        raise ValueError(f"the set has {train.consistency.shape[1]} consistency features, the judge takes "
+                         f"{model.config.consistency_features}")
+    for parameter in model.band_parameters():
+        parameter.requires_grad_(not fusing)
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimiser = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
     members = {window: np.flatnonzero(train.window_id == window) for window in np.unique(train.window_id)}
     window_ids = np.array(sorted(members))
     steps_per_epoch = max(1, len(window_ids) // windows_per_batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps_per_epoch)
     features = torch.from_numpy(train.features.astype(np.float32))
     text = torch.from_numpy(train.text)
+    consistency = torch.from_numpy(train.consistency) if fusing else None
     target = torch.from_numpy(train.score_db / 10.0)
     windows = torch.from_numpy(train.window_id)
     for epoch in range(epochs):
         order = rng.permutation(window_ids)
         total = 0.0
-        model.train()
+        model.eval() if fusing else model.train()  # a frozen band network keeps its dropout off
         for step in range(steps_per_epoch):
             batch = order[step * windows_per_batch:(step + 1) * windows_per_batch]
             chosen = torch.from_numpy(np.concatenate([members[window] for window in batch]))
-            predicted = model(features[chosen], text[chosen]) / 10.0
+            predicted = model(features[chosen], text[chosen], None if consistency is None else consistency[chosen])
+            predicted = predicted / 10.0
             loss = torch.nn.functional.huber_loss(predicted, target[chosen], delta=3.0)
             loss = loss + ranking_weight * ranking_loss(predicted, target[chosen], windows[chosen])
             optimiser.zero_grad()
@@ -247,6 +272,8 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
             total += loss.item()
         if (epoch + 1) % 5 == 0 or epoch == 0:
             log(f"  epoch {epoch + 1}/{epochs}: loss {total / steps_per_epoch:.4f}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
     return model.eval()
 
 
@@ -255,8 +282,9 @@ def predict(model: JudgeNet, data: JudgeSet, batch_size: int = 256) -> np.ndarra
     with torch.no_grad():
         for start in range(0, len(data.score_db), batch_size):
             batch = slice(start, start + batch_size)
+            consistency = torch.from_numpy(data.consistency[batch]) if model.config.consistency_features else None
             out.append(model(torch.from_numpy(data.features[batch].astype(np.float32)),
-                             torch.from_numpy(data.text[batch])).numpy())
+                             torch.from_numpy(data.text[batch]), consistency).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

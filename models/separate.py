@@ -83,15 +83,21 @@ def span_prompt(mixture: np.ndarray, spans: list[SpanPrompt], separator: OnnxSep
     return compressed_frames(mixture.mean(axis=0), config)[:frames][positive].mean(axis=0).astype(np.float32)
 
 
+def sequence_session(model_dir: Path, steps: int, threads: int = 2):
+    """The ONNX Runtime session of a model's whole-sequence graph for ``steps`` steps."""
+    graphs = json.loads((Path(model_dir) / "serving.json").read_text()).get("sequence_graphs", {})
+    if str(steps) not in graphs:
+        raise ValueError(f"{model_dir}: no sequence graph for {steps} steps; re-export the model")
+    return make_session(Path(model_dir) / graphs[str(steps)], threads=threads)
+
+
 def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarray, prompt: Prompt,
-                   seed: int, chunk_frames: int | None = None) -> np.ndarray:
-    """The whole (channels, n) mixture at the model's rate -> target, aligned with the input."""
+                   seed: int, chunk_frames: int | None = None, session=None) -> np.ndarray:
+    """The whole (channels, n) mixture at the model's rate -> target, aligned with the input.
+    ``session``: the sequence graph's, when the caller keeps one for many calls."""
     config = separator.config
     stft, spec = config.stft, config.transformer
-    graphs = json.loads((Path(model_dir) / "serving.json").read_text()).get("sequence_graphs", {})
-    if str(separator.steps) not in graphs:
-        raise ValueError(f"{model_dir}: no sequence graph for {separator.steps} steps; re-export the model")
-    session = make_session(Path(model_dir) / graphs[str(separator.steps)], threads=2)
+    session = session or sequence_session(model_dir, separator.steps)
     length = mixture.shape[1]
     frames = -(-(length + stft.n_fft - stft.hop) // stft.hop)
     spectra = analyze_frames(mixture, stft.n_fft, stft.hop, frames)

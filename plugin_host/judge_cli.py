@@ -29,6 +29,13 @@ def register(commands) -> None:
                             "1200): many mixtures teach how loud each kind of target is in a mixture")
     train.add_argument("--extra-set", action="append", default=[], metavar="NPZ",
                        help="another cached set of judged separations to train on too (repeatable)")
+    train.add_argument("--consistency-mixtures", type=int, default=100,
+                       help="training mixtures separated every way whose estimates are also re-separated by the "
+                            "model, to fit the fusion of the band network with those consistency features "
+                            "(default 100; 0: a band-level judge alone)")
+    train.add_argument("--base", metavar="JUDGE",
+                       help="a trained band-level judge folder to fuse with the consistency features, instead of "
+                            "training its band network again")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
     train.add_argument("--seed", type=int, default=0)
@@ -70,23 +77,37 @@ def cached_set(path: Path, make, log=print):
     return result
 
 
-def separations_for(arguments, encoder, seed: int):
+def separations_for(arguments, encoder, seed: int, consistency: bool = False):
     from samstream.models.data.captions import CLASSES
     from samstream.models.judge_train import Separations
     from samstream.models.separate import DEFAULT_MODEL_DIR
 
     model_dir = Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR
-    return Separations(model_dir, encoder, sorted(CLASSES), [Path(folder) for folder in arguments.early], seed=seed)
+    return Separations(model_dir, encoder, sorted(CLASSES), [Path(folder) for folder in arguments.early], seed=seed,
+                       consistency=consistency)
 
 
-def held_out_set(arguments, encoder):
+def held_out_set(arguments, encoder, consistency: bool = False):
     from samstream.models.config import JudgeConfig
     from samstream.models.judge_train import build_judge_set
 
-    path = Path(arguments.sets) / f"held_out_{arguments.held_out}.npz"
-    return cached_set(path, lambda: build_judge_set(
-        judge_mixtures(arguments.data, "validation", arguments.held_out, 0), separations_for(arguments, encoder, 1),
-        JudgeConfig(), first_id=1_000_000))
+    name = f"held_out_consistency_{arguments.held_out}" if consistency else f"held_out_{arguments.held_out}"
+    return cached_set(Path(arguments.sets) / f"{name}.npz", lambda: build_judge_set(
+        judge_mixtures(arguments.data, "validation", arguments.held_out, 0),
+        separations_for(arguments, encoder, 1, consistency), JudgeConfig(), first_id=1_000_000))
+
+
+def consistency_set(arguments, encoder):
+    """Training mixtures (another seed than the band sets', so they do not repeat them) separated
+    every way, each window's estimate re-separated for the consistency features."""
+    from samstream.models.config import JudgeConfig
+    from samstream.models.judge_train import build_judge_set
+
+    seed = arguments.seed + 104729
+    count = arguments.consistency_mixtures
+    return cached_set(Path(arguments.sets) / f"consistency_{count}_{arguments.seed}.npz", lambda: build_judge_set(
+        judge_mixtures(arguments.data, "train", count, seed), separations_for(arguments, encoder, seed, True),
+        JudgeConfig(), first_id=2_000_000))
 
 
 def mask_only_set(arguments, encoder, config):
@@ -98,32 +119,11 @@ def mask_only_set(arguments, encoder, config):
                            separations_for(arguments, encoder, seed), config, first_id=500_000, with_model=False)
 
 
-def run(arguments: argparse.Namespace) -> int:
-    from samstream.models.checkpoint import count_parameters
+def train_band_judge(arguments, encoder, held_out):
+    """The band network on the fully separated and the mask-only training mixtures."""
     from samstream.models.config import JudgeConfig
-    from samstream.models.judge import DEFAULT_JUDGE_DIR
-    from samstream.models.judge_net import load_judge, save_judge
-    from samstream.models.judge_train import (
-        JudgeSet,
-        build_judge_set,
-        evaluate_judge,
-        predict,
-        train_judge,
-        use_one_thread,
-    )
-    from samstream.models.text_encoder import TextEncoder
+    from samstream.models.judge_train import JudgeSet, build_judge_set, evaluate_judge, predict, train_judge
 
-    use_one_thread()
-    for folder in arguments.early:
-        if not (Path(folder) / "config.json").is_file():
-            raise ValueError(f"--early {folder}: no config.json there (a checkpoint folder is needed)")
-    encoder = TextEncoder.load()
-    held_out = held_out_set(arguments, encoder)
-    if arguments.judge_command == "eval":
-        folder = Path(arguments.judge) if arguments.judge else DEFAULT_JUDGE_DIR
-        figures = evaluate_judge(predict(load_judge(folder), held_out), held_out)
-        print(json.dumps(figures, indent=2))
-        return 0
     config = JudgeConfig()
     train_set = cached_set(Path(arguments.sets) / f"train_{arguments.mixtures}_{arguments.seed}.npz",
                            lambda: build_judge_set(judge_mixtures(arguments.data, "train", arguments.mixtures,
@@ -137,15 +137,54 @@ def run(arguments: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise ValueError(f"--extra-set {path}: no such file")
         train_set = JudgeSet.join([train_set, JudgeSet.load(Path(path))])
-    print(f"training on {len(train_set.score_db)} windows; held out: {len(held_out.score_db)}")
+    print(f"training the band network on {len(train_set.score_db)} windows")
     model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
     figures = {"train": evaluate_judge(predict(model, train_set), train_set),
-               "held_out": evaluate_judge(predict(model, held_out), held_out),
                "training_mixtures": arguments.mixtures, "mask_only_mixtures": arguments.mask_mixtures,
-               "held_out_per_class": arguments.held_out,
-               "extra_sets": [Path(path).name for path in arguments.extra_set],
-               "epochs": arguments.epochs, "early_checkpoints": [Path(folder).name for folder in arguments.early],
-               "parameters": count_parameters(model)}
+               "extra_sets": [Path(path).name for path in arguments.extra_set]}
+    if not arguments.consistency_mixtures:
+        figures["band_held_out"] = evaluate_judge(predict(model, held_out), held_out)
+    return model, figures
+
+
+def run(arguments: argparse.Namespace) -> int:
+    from samstream.models.checkpoint import count_parameters
+    from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR
+    from samstream.models.judge_net import load_judge, save_judge, with_fusion
+    from samstream.models.judge_train import evaluate_judge, predict, train_judge, use_one_thread
+    from samstream.models.text_encoder import TextEncoder
+
+    use_one_thread()
+    for folder in arguments.early:
+        if not (Path(folder) / "config.json").is_file():
+            raise ValueError(f"--early {folder}: no config.json there (a checkpoint folder is needed)")
+    encoder = TextEncoder.load()
+    if arguments.judge_command == "eval":
+        folder = Path(arguments.judge) if arguments.judge else DEFAULT_JUDGE_DIR
+        model = load_judge(folder)
+        held_out = held_out_set(arguments, encoder, bool(model.config.consistency_features))
+        figures = evaluate_judge(predict(model, held_out), held_out)
+        print(json.dumps(figures, indent=2))
+        return 0
+    fusing = arguments.consistency_mixtures > 0
+    held_out = held_out_set(arguments, encoder, fusing)
+    if arguments.base:
+        model = load_judge(Path(arguments.base))
+        figures = {"band_network": f"from {arguments.base}"}
+    else:
+        model, figures = train_band_judge(arguments, encoder, held_out)
+    if fusing:
+        fusion_set = consistency_set(arguments, encoder)
+        print(f"fusing with the consistency features on {len(fusion_set.score_db)} windows of "
+              f"{arguments.consistency_mixtures} mixtures")
+        model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
+                            model=with_fusion(model, len(CONSISTENCY_NAMES)))
+        figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set),
+                    "consistency_mixtures": arguments.consistency_mixtures}
+    figures |= {"held_out": evaluate_judge(predict(model, held_out), held_out),
+                "held_out_per_class": arguments.held_out, "epochs": arguments.epochs,
+                "early_checkpoints": [Path(folder).name for folder in arguments.early],
+                "parameters": count_parameters(model)}
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR
     save_judge(model, out, figures)
     held = figures["held_out"]

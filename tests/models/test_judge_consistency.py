@@ -1,0 +1,148 @@
+"""The judge's consistency features (the separation model asked again about an estimate and its
+remainder), the fusion network that takes them, and sets that carry them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from samstream.models.config import JudgeConfig
+from samstream.models.judge import (
+    CONSISTENCY_NAMES,
+    DEFAULT_JUDGE_DIR,
+    Judge,
+    JudgeFolderError,
+    Reseparator,
+    consistency_features,
+    judge_features,
+)
+from samstream.models.judge_net import JudgeNet, save_judge, with_fusion
+from samstream.models.judge_train import JudgeMixture, JudgeSet, Separations, build_judge_set, predict, train_judge
+from samstream.models.text_encoder import TextEncoder
+from samstream.plugin_host.audio_files import read_audio
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "speech_hum.flac"
+CONFIG = JudgeConfig()
+FUSED = JudgeConfig(consistency_features=len(CONSISTENCY_NAMES))
+WINDOW = slice(0, CONFIG.window_samples)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TextEncoder.load()
+
+
+@pytest.fixture(scope="module")
+def reseparator():
+    return Reseparator()
+
+
+@pytest.fixture(scope="module")
+def example():
+    mixture = read_audio(EXAMPLE)[0][0]
+    speech, hum = (read_audio(EXAMPLE.with_suffix(".sources") / name)[0][0] for name in ("speech.flac", "hum.flac"))
+    return mixture, speech, hum
+
+
+def named(values: np.ndarray) -> dict[str, float]:
+    return dict(zip(CONSISTENCY_NAMES, (20.0 * values).tolist(), strict=True))
+
+
+def test_consistency_features_find_interference_kept_and_target_missed(example, encoder, reseparator):
+    mixture, speech, hum = example
+    prompt = encoder.encode("speech")
+    clean, everything, wrong = (named(consistency_features(mixture[WINDOW], estimate[WINDOW], prompt, reseparator))
+                                for estimate in (speech, mixture, hum))
+    # The hum given as the speech: the model throws nearly all of it away, and finds the speech
+    # in what the estimate left behind.
+    assert wrong["survives"] < -15.0 and wrong["missed"] > -3.0
+    # The whole mixture: the model finds hum in it; nothing was left behind.
+    assert everything["missed"] == pytest.approx(-60.0) and everything["kept"] == pytest.approx(0.0, abs=1e-3)
+    # The clean speech: almost nothing of the target is left in its remainder (the hum).
+    assert clean["missed"] < -20.0
+    assert clean["combined"] > everything["combined"] > wrong["combined"] + 20.0
+
+
+def test_consistency_features_do_not_depend_on_the_input_level(example, encoder, reseparator):
+    mixture, speech, _ = example
+    prompt = encoder.encode("speech")
+    at_level = consistency_features(mixture[WINDOW], speech[WINDOW], prompt, reseparator)
+    for gain in (0.05, 4.0):
+        np.testing.assert_allclose(consistency_features(gain * mixture[WINDOW], gain * speech[WINDOW], prompt,
+                                                        reseparator), at_level, atol=1e-3)
+
+
+def fusion_set(rng: np.random.Generator, windows: int = 6, per_window: int = 4) -> JudgeSet:
+    count = windows * per_window
+    frames = -(-CONFIG.window_samples // CONFIG.hop)
+    consistency = rng.standard_normal((count, len(CONSISTENCY_NAMES))).astype(np.float32)
+    # A label the consistency features explain and the band features do not.
+    score = (10.0 * consistency[:, 4]).astype(np.float32)
+    return JudgeSet(rng.standard_normal((count, frames, CONFIG.feature_dim)).astype(np.float16),
+                    rng.standard_normal((count, CONFIG.text_dim)).astype(np.float32), score,
+                    np.array(["model_1"] * count), np.repeat(np.arange(windows), per_window),
+                    np.repeat(np.arange(windows), per_window), consistency)
+
+
+def test_fusion_learns_from_the_consistency_features_and_leaves_the_band_network(tmp_path):
+    torch.manual_seed(0)
+    base = JudgeNet(CONFIG).eval()
+    data = fusion_set(np.random.default_rng(0))
+    before = {name: value.clone() for name, value in base.state_dict().items()}
+    fused = train_judge(data, FUSED, epochs=30, windows_per_batch=2, learning_rate=1e-2, log=lambda _: None,
+                        model=with_fusion(base, len(CONSISTENCY_NAMES)))
+    for name, value in before.items():
+        torch.testing.assert_close(fused.state_dict()[name], value)
+    predicted = predict(fused, data)
+    assert np.corrcoef(predicted, data.score_db)[0, 1] > 0.9
+    with pytest.raises(ValueError, match="consistency features"):
+        train_judge(JudgeSet(*[getattr(data, name) for name in ("features", "text", "score_db", "kind",
+                                                                "mixture_id", "window_id")]),
+                    FUSED, epochs=1, model=with_fusion(base, len(CONSISTENCY_NAMES)))
+
+
+def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encoder, reseparator):
+    torch.manual_seed(1)
+    model = with_fusion(JudgeNet(CONFIG), len(CONSISTENCY_NAMES)).eval()
+    save_judge(model, tmp_path)
+    judge = Judge(tmp_path, reseparator=reseparator)
+    mixture, speech, _ = example
+    prompt = np.array(encoder.encode("speech"))  # writable, for torch
+    features = judge_features(mixture[WINDOW], speech[WINDOW], CONFIG)
+    consistency = consistency_features(mixture[WINDOW], speech[WINDOW], prompt, reseparator)
+    with torch.no_grad():
+        expected = float(model(torch.from_numpy(features[None]), torch.from_numpy(prompt[None]),
+                               torch.from_numpy(consistency[None]))[0])
+    assert judge.score_features(features, prompt, consistency) == pytest.approx(expected, abs=1e-4)
+    assert judge.judge(mixture[WINDOW], speech[WINDOW], prompt).score_db == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_judge_asking_for_other_consistency_features_names_its_config(tmp_path):
+    save_judge(with_fusion(JudgeNet(CONFIG), len(CONSISTENCY_NAMES)), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["consistency_features"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(JudgeFolderError, match="config.json: 3 consistency features"):
+        Judge(tmp_path)
+
+
+def test_sets_carry_consistency_features_and_older_sets_still_load(tmp_path, example, encoder):
+    mixture, speech, _ = example
+    items = [JudgeMixture(mixture[WINDOW], speech[WINDOW], "speech", "speech", "hum")]
+    separations = Separations(Path(DEFAULT_JUDGE_DIR).parent, encoder, ["speech", "hum", "piano"],
+                              teacher_steps=(), seed=0, consistency=True)
+    data = build_judge_set(items, separations, CONFIG, heavy_every=1000, log=lambda _: None)
+    assert data.consistency.shape == (len(data.score_db), len(CONSISTENCY_NAMES))
+
+    def combined(kind):
+        return float(data.consistency[data.kind == kind, 4].mean())
+    assert combined("oracle") > combined("no_separation") > combined("interferer_oracle")
+    data.save(tmp_path / "with.npz")
+    np.testing.assert_array_equal(JudgeSet.load(tmp_path / "with.npz").consistency, data.consistency)
+    older = {name: getattr(data, name) for name in ("features", "text", "score_db", "kind", "mixture_id",
+                                                    "window_id")}
+    np.savez(tmp_path / "older.npz", **older)
+    assert JudgeSet.load(tmp_path / "older.npz").consistency.shape == (len(data.score_db), 0)
