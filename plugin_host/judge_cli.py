@@ -28,7 +28,8 @@ def register(commands) -> None:
                        help="more training mixtures with the oracle-mask estimates only (no network runs; default "
                             "1200): many mixtures teach how loud each kind of target is in a mixture")
     train.add_argument("--extra-set", action="append", default=[], metavar="NPZ",
-                       help="another cached set of judged separations to train on too (repeatable)")
+                       help="another cached set of judged separations to train on too (repeatable); a set with "
+                            "consistency features joins the fusion's set, another the band network's")
     train.add_argument("--consistency-mixtures", type=int, default=100,
                        help="training mixtures separated every way whose estimates are also re-separated by the "
                             "model, to fit the fusion of the band network with those consistency features "
@@ -107,7 +108,7 @@ def consistency_set(arguments, encoder):
     count = arguments.consistency_mixtures
     return cached_set(Path(arguments.sets) / f"consistency_{count}_{arguments.seed}.npz", lambda: build_judge_set(
         judge_mixtures(arguments.data, "train", count, seed), separations_for(arguments, encoder, seed, True),
-        JudgeConfig(), first_id=2_000_000))
+        JudgeConfig(), first_id=2_000_000 + 10_000 * arguments.seed))
 
 
 def mask_only_set(arguments, encoder, config):
@@ -117,6 +118,20 @@ def mask_only_set(arguments, encoder, config):
     seed = arguments.seed + 7919
     return build_judge_set(judge_mixtures(arguments.data, "train", arguments.mask_mixtures, seed),
                            separations_for(arguments, encoder, seed), config, first_id=500_000, with_model=False)
+
+
+def extra_sets(arguments, consistency: bool) -> list:
+    """The ``--extra-set`` files with consistency features, or those without."""
+    from samstream.models.judge_train import JudgeSet
+
+    chosen = []
+    for path in arguments.extra_set:
+        if not Path(path).is_file():
+            raise ValueError(f"--extra-set {path}: no such file")
+        data = JudgeSet.load(Path(path))
+        if (data.consistency.shape[1] > 0) == consistency:
+            chosen.append(data)
+    return chosen
 
 
 def train_band_judge(arguments, encoder, held_out):
@@ -133,10 +148,7 @@ def train_band_judge(arguments, encoder, held_out):
         mask_set = cached_set(Path(arguments.sets) / f"masks_{arguments.mask_mixtures}_{arguments.seed}.npz",
                               lambda: mask_only_set(arguments, encoder, config))
         train_set = JudgeSet.join([train_set, mask_set])
-    for path in arguments.extra_set:
-        if not Path(path).is_file():
-            raise ValueError(f"--extra-set {path}: no such file")
-        train_set = JudgeSet.join([train_set, JudgeSet.load(Path(path))])
+    train_set = JudgeSet.join([train_set, *extra_sets(arguments, consistency=False)])
     print(f"training the band network on {len(train_set.score_db)} windows")
     model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
     figures = {"train": evaluate_judge(predict(model, train_set), train_set),
@@ -151,7 +163,7 @@ def run(arguments: argparse.Namespace) -> int:
     from samstream.models.checkpoint import count_parameters
     from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR
     from samstream.models.judge_net import load_judge, save_judge, with_fusion
-    from samstream.models.judge_train import evaluate_judge, predict, train_judge, use_one_thread
+    from samstream.models.judge_train import JudgeSet, evaluate_judge, predict, train_judge, use_one_thread
     from samstream.models.text_encoder import TextEncoder
 
     use_one_thread()
@@ -174,13 +186,13 @@ def run(arguments: argparse.Namespace) -> int:
     else:
         model, figures = train_band_judge(arguments, encoder, held_out)
     if fusing:
-        fusion_set = consistency_set(arguments, encoder)
+        fusion_set = JudgeSet.join([consistency_set(arguments, encoder), *extra_sets(arguments, consistency=True)])
         print(f"fusing with the consistency features on {len(fusion_set.score_db)} windows of "
-              f"{arguments.consistency_mixtures} mixtures")
+              f"{len(set(fusion_set.mixture_id.tolist()))} mixtures")
         model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
                             model=with_fusion(model, len(CONSISTENCY_NAMES)))
         figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set),
-                    "consistency_mixtures": arguments.consistency_mixtures}
+                    "consistency_mixtures": len(set(fusion_set.mixture_id.tolist()))}
     figures |= {"held_out": evaluate_judge(predict(model, held_out), held_out),
                 "held_out_per_class": arguments.held_out, "epochs": arguments.epochs,
                 "early_checkpoints": [Path(folder).name for folder in arguments.early],

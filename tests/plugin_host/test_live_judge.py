@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from samstream.models.config import JudgeConfig
-from samstream.models.judge import Judge, confidence_of
-from samstream.models.judge_net import JudgeNet, save_judge
+from samstream.models.judge import CONSISTENCY_NAMES, Judge, confidence_of
+from samstream.models.judge_net import JudgeNet, save_judge, with_fusion
 from samstream.models.text_encoder import TextEncoder
 from samstream.plugin_host.audio_files import read_audio
 from samstream.plugin_host.bridge import LiveBridge
@@ -29,10 +29,11 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def judge_dir(tmp_path_factory):
-    """A judge with random weights: these tests check the plumbing, not the judge's taste."""
+    """A judge with random weights, consistency features and all: these tests check the
+    plumbing, not the judge's taste."""
     torch.manual_seed(1)
     folder = tmp_path_factory.mktemp("judge")
-    save_judge(JudgeNet(JudgeConfig()), folder)
+    save_judge(with_fusion(JudgeNet(JudgeConfig()), len(CONSISTENCY_NAMES)), folder)
     return folder
 
 
