@@ -3,6 +3,8 @@ remainder), the fusion network that takes them, and sets that carry them."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,12 +131,18 @@ def test_a_judge_asking_for_other_consistency_features_names_its_config(tmp_path
         Judge(tmp_path)
 
 
-def test_sets_carry_consistency_features_and_older_sets_still_load(tmp_path, example, encoder):
+@pytest.fixture(scope="module")
+def example_set(example, encoder) -> JudgeSet:
+    """One window of the example separated every cheap way, with consistency features."""
     mixture, speech, _ = example
     items = [JudgeMixture(mixture[WINDOW], speech[WINDOW], "speech", "speech", "hum")]
     separations = Separations(Path(DEFAULT_JUDGE_DIR).parent, encoder, ["speech", "hum", "piano"],
                               teacher_steps=(), seed=0, consistency=True)
-    data = build_judge_set(items, separations, CONFIG, heavy_every=1000, log=lambda _: None)
+    return build_judge_set(items, separations, CONFIG, heavy_every=1000, log=lambda _: None)
+
+
+def test_sets_carry_consistency_features_and_older_sets_still_load(tmp_path, example_set):
+    data = example_set
     assert data.consistency.shape == (len(data.score_db), len(CONSISTENCY_NAMES))
 
     def combined(kind):
@@ -146,3 +154,30 @@ def test_sets_carry_consistency_features_and_older_sets_still_load(tmp_path, exa
                                                     "window_id")}
     np.savez(tmp_path / "older.npz", **older)
     assert JudgeSet.load(tmp_path / "older.npz").consistency.shape == (len(data.score_db), 0)
+
+
+def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, example_set):
+    """The real command line, on cached sets (the corpus is not needed when they are there)."""
+    sets, base, out = tmp_path / "sets", tmp_path / "base", tmp_path / "fused"
+    sets.mkdir()
+    example_set.save(sets / "held_out_consistency_1.npz")
+    example_set.save(sets / "consistency_2_0.npz")
+    torch.manual_seed(0)
+    save_judge(JudgeNet(CONFIG), base)
+
+    def cli(*arguments):
+        return subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "judge", *arguments],
+                              capture_output=True, text=True, timeout=300)
+    trained = cli("train", "--base", str(base), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(out), "--data", str(tmp_path / "no_corpus"))
+    assert trained.returncode == 0, trained.stderr
+    assert "fusing with the consistency features" in trained.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["consistency_features"] == len(CONSISTENCY_NAMES)
+    figures = json.loads((out / "training.json").read_text())
+    assert figures["held_out"]["examples"] == len(example_set.score_db)
+    evaluated = cli("eval", "--judge", str(out), "--held-out", "1", "--sets", str(sets), "--data",
+                    str(tmp_path / "no_corpus"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])  # after the line naming the cached set
+    assert report["spearman"] == pytest.approx(figures["held_out"]["spearman"], abs=1e-3)
