@@ -229,11 +229,12 @@ def ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, windows: torch.Te
 
 def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,
                 learning_rate: float = 2e-3, ranking_weight: float = 0.5, seed: int = 0, log=print,
-                model: JudgeNet | None = None) -> JudgeNet:
+                model: JudgeNet | None = None, whole: bool = False) -> JudgeNet:
     """Huber regression on the true SI-SDR (in units of 10 dB) plus the within-window ranking loss;
     each batch holds every estimate of a few windows, so the ranking loss has pairs to compare.
     ``model``: a judge with consistency features (``judge_net.with_fusion``) whose band network
-    is trained already; only its fusion network learns, from ``train``'s consistency features."""
+    is trained already; only its fusion network learns, from ``train``'s consistency features,
+    unless ``whole``: then the band network is fine-tuned with it (its dropout stays off)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model if model is not None else JudgeNet(config)
@@ -242,7 +243,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
         raise ValueError(f"the set has {train.consistency.shape[1]} consistency features, the judge takes "
                          f"{model.config.consistency_features}")
     for parameter in model.band_parameters():
-        parameter.requires_grad_(not fusing)
+        parameter.requires_grad_(not fusing or whole)
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimiser = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
     members = {window: np.flatnonzero(train.window_id == window) for window in np.unique(train.window_id)}

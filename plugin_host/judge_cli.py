@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 DEFAULT_SETS = "runs/judge"
+FINE_TUNE_LEARNING_RATE = 3e-4
 
 
 def register(commands) -> None:
@@ -37,6 +38,9 @@ def register(commands) -> None:
     train.add_argument("--base", metavar="JUDGE",
                        help="a trained band-level judge folder to fuse with the consistency features, instead of "
                             "training its band network again")
+    train.add_argument("--fine-tune-epochs", type=int, default=10,
+                       help="after the fusion, epochs in which the band network learns beside it on the "
+                            "re-separated mixtures (default 10, at a tenth of the learning rate)")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
     train.add_argument("--seed", type=int, default=0)
@@ -191,8 +195,13 @@ def run(arguments: argparse.Namespace) -> int:
               f"{len(set(fusion_set.mixture_id.tolist()))} mixtures")
         model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
                             model=with_fusion(model, len(CONSISTENCY_NAMES)))
+        if arguments.fine_tune_epochs:
+            print(f"fine-tuning the band network beside the fusion, {arguments.fine_tune_epochs} epochs")
+            model = train_judge(fusion_set, model.config, epochs=arguments.fine_tune_epochs,
+                                learning_rate=FINE_TUNE_LEARNING_RATE, seed=arguments.seed, model=model, whole=True)
         figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set),
-                    "consistency_mixtures": len(set(fusion_set.mixture_id.tolist()))}
+                    "consistency_mixtures": len(set(fusion_set.mixture_id.tolist())),
+                    "fine_tune_epochs": arguments.fine_tune_epochs}
     figures |= {"held_out": evaluate_judge(predict(model, held_out), held_out),
                 "held_out_per_class": arguments.held_out, "epochs": arguments.epochs,
                 "early_checkpoints": [Path(folder).name for folder in arguments.early],

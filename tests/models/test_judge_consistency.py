@@ -100,6 +100,10 @@ def test_fusion_learns_from_the_consistency_features_and_leaves_the_band_network
         torch.testing.assert_close(fused.state_dict()[name], value)
     predicted = predict(fused, data)
     assert np.corrcoef(predicted, data.score_db)[0, 1] > 0.9
+    whole = train_judge(data, FUSED, epochs=2, windows_per_batch=2, learning_rate=1e-3, log=lambda _: None,
+                        model=fused, whole=True)
+    assert any(not torch.equal(whole.state_dict()[name], value) for name, value in before.items())
+    assert all(parameter.requires_grad for parameter in whole.parameters())
     with pytest.raises(ValueError, match="consistency features"):
         train_judge(JudgeSet(*[getattr(data, name) for name in ("features", "text", "score_db", "kind",
                                                                 "mixture_id", "window_id")]),
