@@ -38,9 +38,9 @@ def register(commands) -> None:
     train.add_argument("--base", metavar="JUDGE",
                        help="a trained band-level judge folder to fuse with the consistency features, instead of "
                             "training its band network again")
-    train.add_argument("--fine-tune-epochs", type=int, default=10,
+    train.add_argument("--fine-tune-epochs", type=int, default=0,
                        help="after the fusion, epochs in which the band network learns beside it on the "
-                            "re-separated mixtures (default 10, at a tenth of the learning rate)")
+                            "re-separated mixtures, at a tenth of the learning rate (default 0: measured, it overfits)")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
     train.add_argument("--seed", type=int, default=0)
