@@ -100,9 +100,13 @@ def judge_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfi
 
 
 class Reseparator:
-    """The separation model's one-step offline path on short signals, its session kept for reuse."""
+    """The separation model's one-step offline path on short signals, its session kept for reuse.
 
-    def __init__(self, model_dir: Path | None = None, threads: int = 1):
+    Every signal is run at one length, ``length`` samples (a shorter one behind leading
+    silence), and the session runs once on construction: ONNX Runtime then sizes its memory
+    once, before a stream starts, instead of growing it for each new window length."""
+
+    def __init__(self, model_dir: Path | None = None, threads: int = 1, length: int = 144000):
         from .runtime import OnnxSeparator
         from .separate import DEFAULT_MODEL_DIR, sequence_session
 
@@ -112,14 +116,25 @@ class Reseparator:
         if self.separator.config.stft.sample_rate != 48000:
             raise ValueError(f"{self.model_dir}: the judge re-separates at 48 kHz, the model runs at "
                              f"{self.separator.config.stft.sample_rate} Hz")
+        self.length = length
+        self._padded = np.zeros((1, length), np.float32)
+        # Twice: ONNX Runtime plans its memory pattern on the first run and claims it on the second.
+        for _ in range(2):
+            self.target(np.zeros(length, np.float32), np.zeros(self.separator.config.prompt.text_dim, np.float32))
 
     def target(self, signal: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
+        """(n,) with n <= ``length`` -> the model's target for the prompt, (n,)."""
         from .runtime import Prompt
         from .separate import offline_target
 
+        count = len(signal)
+        if count > self.length:
+            raise ValueError(f"the re-separator takes at most {self.length} samples, got {count}")
+        self._padded[0, :self.length - count] = 0.0
+        self._padded[0, self.length - count:] = signal
         prompt = Prompt(text_embedding=np.asarray(text_embedding, np.float32))
-        return offline_target(self.separator, self.model_dir, np.asarray(signal, np.float32)[None], prompt, seed=0,
-                              session=self.session)[0]
+        return offline_target(self.separator, self.model_dir, self._padded, prompt, seed=0,
+                              session=self.session)[0, self.length - count:]
 
 
 def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray,
@@ -209,7 +224,7 @@ class Judge:
             if self.config.consistency_features != len(CONSISTENCY_NAMES):
                 raise JudgeFolderError(f"{config_path}: {self.config.consistency_features} consistency features, "
                                        f"this version computes {len(CONSISTENCY_NAMES)}")
-            self.reseparator = reseparator or Reseparator(threads=threads)
+            self.reseparator = reseparator or Reseparator(threads=threads, length=self.config.window_samples)
 
     def score_features(self, features: np.ndarray, text_embedding: np.ndarray,
                        consistency: np.ndarray | None = None) -> float:
