@@ -160,10 +160,10 @@ def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embeddi
         return float(np.sum(signal ** 2)) + floor
 
     found_target = kept_by_model + missed_by_estimate
-    ratios = (energy(estimate) / energy(mixture), energy(kept_by_model) / energy(estimate),
-              energy(kept_by_model) / energy(estimate - kept_by_model),
-              energy(missed_by_estimate) / energy(estimate),
-              energy(kept_by_model) / (energy(estimate - kept_by_model) + energy(missed_by_estimate)),
+    estimate_energy, kept_energy, missed_energy = energy(estimate), energy(kept_by_model), energy(missed_by_estimate)
+    thrown_away = energy(estimate - kept_by_model)
+    ratios = (estimate_energy / energy(mixture), kept_energy / estimate_energy, kept_energy / thrown_away,
+              missed_energy / estimate_energy, kept_energy / (thrown_away + missed_energy),
               energy(found_target) / energy(mixture - found_target))
     decibels = np.clip(10.0 * np.log10(np.array(ratios)), CONSISTENCY_FLOOR_DB, -CONSISTENCY_FLOOR_DB)
     return (decibels / FEATURE_SCALE_DB).astype(np.float32)

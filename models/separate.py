@@ -97,7 +97,8 @@ def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarra
     ``session``: the sequence graph's, when the caller keeps one for many calls."""
     config = separator.config
     stft, spec = config.stft, config.transformer
-    session = session or sequence_session(model_dir, separator.steps)
+    if session is None:
+        session = sequence_session(model_dir, separator.steps)
     length = mixture.shape[1]
     frames = -(-(length + stft.n_fft - stft.hop) // stft.hop)
     spectra = analyze_frames(mixture, stft.n_fft, stft.hop, frames)

@@ -124,21 +124,20 @@ def mask_only_set(arguments, encoder, config):
                            separations_for(arguments, encoder, seed), config, first_id=500_000, with_model=False)
 
 
-def extra_sets(arguments, consistency: bool) -> list:
-    """The ``--extra-set`` files with consistency features, or those without."""
+def extra_sets(arguments) -> tuple[list, list]:
+    """The ``--extra-set`` files, each read once: (those without consistency features, those with)."""
     from samstream.models.judge_train import JudgeSet
 
-    chosen = []
+    band, consistency = [], []
     for path in arguments.extra_set:
         if not Path(path).is_file():
             raise ValueError(f"--extra-set {path}: no such file")
         data = JudgeSet.load(Path(path))
-        if (data.consistency.shape[1] > 0) == consistency:
-            chosen.append(data)
-    return chosen
+        (consistency if data.consistency.shape[1] > 0 else band).append(data)
+    return band, consistency
 
 
-def train_band_judge(arguments, encoder, held_out):
+def train_band_judge(arguments, encoder, held_out, extra_band_sets: list):
     """The band network on the fully separated and the mask-only training mixtures."""
     from samstream.models.config import JudgeConfig
     from samstream.models.judge_train import JudgeSet, build_judge_set, evaluate_judge, predict, train_judge
@@ -152,7 +151,7 @@ def train_band_judge(arguments, encoder, held_out):
         mask_set = cached_set(Path(arguments.sets) / f"masks_{arguments.mask_mixtures}_{arguments.seed}.npz",
                               lambda: mask_only_set(arguments, encoder, config))
         train_set = JudgeSet.join([train_set, mask_set])
-    train_set = JudgeSet.join([train_set, *extra_sets(arguments, consistency=False)])
+    train_set = JudgeSet.join([train_set, *extra_band_sets])
     print(f"training the band network on {len(train_set.score_db)} windows")
     model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
     figures = {"train": evaluate_judge(predict(model, train_set), train_set),
@@ -164,6 +163,8 @@ def train_band_judge(arguments, encoder, held_out):
 
 
 def run(arguments: argparse.Namespace) -> int:
+    import numpy as np
+
     from samstream.models.checkpoint import count_parameters
     from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR
     from samstream.models.judge_net import load_judge, save_judge, with_fusion
@@ -184,15 +185,17 @@ def run(arguments: argparse.Namespace) -> int:
         return 0
     fusing = arguments.consistency_mixtures > 0
     held_out = held_out_set(arguments, encoder, fusing)
+    extra_band_sets, extra_consistency_sets = extra_sets(arguments)
     if arguments.base:
         model = load_judge(Path(arguments.base))
         figures = {"band_network": f"from {arguments.base}"}
     else:
-        model, figures = train_band_judge(arguments, encoder, held_out)
+        model, figures = train_band_judge(arguments, encoder, held_out, extra_band_sets)
     if fusing:
-        fusion_set = JudgeSet.join([consistency_set(arguments, encoder), *extra_sets(arguments, consistency=True)])
+        fusion_set = JudgeSet.join([consistency_set(arguments, encoder), *extra_consistency_sets])
+        fusion_mixtures = len(np.unique(fusion_set.mixture_id))
         print(f"fusing with the consistency features on {len(fusion_set.score_db)} windows of "
-              f"{len(set(fusion_set.mixture_id.tolist()))} mixtures")
+              f"{fusion_mixtures} mixtures")
         model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
                             model=with_fusion(model, len(CONSISTENCY_NAMES)))
         if arguments.fine_tune_epochs:
@@ -200,7 +203,7 @@ def run(arguments: argparse.Namespace) -> int:
             model = train_judge(fusion_set, model.config, epochs=arguments.fine_tune_epochs,
                                 learning_rate=FINE_TUNE_LEARNING_RATE, seed=arguments.seed, model=model, whole=True)
         figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set),
-                    "consistency_mixtures": len(set(fusion_set.mixture_id.tolist())),
+                    "consistency_mixtures": fusion_mixtures,
                     "fine_tune_epochs": arguments.fine_tune_epochs}
     figures |= {"held_out": evaluate_judge(predict(model, held_out), held_out),
                 "held_out_per_class": arguments.held_out, "epochs": arguments.epochs,
