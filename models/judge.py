@@ -107,20 +107,20 @@ class Reseparator:
     once, before a stream starts, instead of growing it for each new window length."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1, length: int = 144000):
-        from .runtime import OnnxSeparator
+        from .runtime import load_serving_config
         from .separate import DEFAULT_MODEL_DIR, sequence_session
 
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        self.separator = OnnxSeparator(self.model_dir, steps=1)
+        self.config = load_serving_config(self.model_dir)[0]
         self.session = sequence_session(self.model_dir, 1, threads=threads)
-        if self.separator.config.stft.sample_rate != 48000:
+        if self.config.stft.sample_rate != 48000:
             raise ValueError(f"{self.model_dir}: the judge re-separates at 48 kHz, the model runs at "
-                             f"{self.separator.config.stft.sample_rate} Hz")
+                             f"{self.config.stft.sample_rate} Hz")
         self.length = length
         self._padded = np.zeros((1, length), np.float32)
         # Twice: ONNX Runtime plans its memory pattern on the first run and claims it on the second.
         for _ in range(2):
-            self.target(np.zeros(length, np.float32), np.zeros(self.separator.config.prompt.text_dim, np.float32))
+            self.target(np.zeros(length, np.float32), np.zeros(self.config.prompt.text_dim, np.float32))
 
     def target(self, signal: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
         """(n,) with n <= ``length`` -> the model's target for the prompt, (n,)."""
@@ -133,8 +133,7 @@ class Reseparator:
         self._padded[0, :self.length - count] = 0.0
         self._padded[0, self.length - count:] = signal
         prompt = Prompt(text_embedding=np.asarray(text_embedding, np.float32))
-        return offline_target(self.separator, self.model_dir, self._padded, prompt, seed=0,
-                              session=self.session)[0, self.length - count:]
+        return offline_target(self.config, self.session, self._padded, prompt, seed=0)[0, self.length - count:]
 
 
 def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray,

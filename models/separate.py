@@ -23,7 +23,7 @@ from samstream.kernels.resample import make_resampler_state, max_output_for, res
 from samstream.stream.engine import StftEngine
 from samstream.stream.offline import analyze_frames, render_offline, synthesize_frames
 
-from .config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
+from .config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE, ModelConfig
 from .runtime import OnnxSeparator, Prompt, compressed_frames, make_session
 from .visual import VisualFrames
 
@@ -91,14 +91,14 @@ def sequence_session(model_dir: Path, steps: int, threads: int = 2):
     return make_session(Path(model_dir) / graphs[str(steps)], threads=threads)
 
 
-def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarray, prompt: Prompt,
-                   seed: int, chunk_frames: int | None = None, session=None) -> np.ndarray:
+def offline_target(config: ModelConfig, session, mixture: np.ndarray, prompt: Prompt, seed: int, *,
+                   anchor_schedule: np.ndarray | None = None, visual_schedule: np.ndarray | None = None,
+                   chunk_frames: int | None = None) -> np.ndarray:
     """The whole (channels, n) mixture at the model's rate -> target, aligned with the input.
-    ``session``: the sequence graph's, when the caller keeps one for many calls."""
-    config = separator.config
+
+    ``session``: the model's sequence graph (``sequence_session``), kept by a caller that runs
+    many; the schedules are per-frame span anchors and visual rows, as the live path takes them."""
     stft, spec = config.stft, config.transformer
-    if session is None:
-        session = sequence_session(model_dir, separator.steps)
     length = mixture.shape[1]
     frames = -(-(length + stft.n_fft - stft.hop) // stft.hop)
     spectra = analyze_frames(mixture, stft.n_fft, stft.hop, frames)
@@ -108,18 +108,18 @@ def offline_target(separator: OnnxSeparator, model_dir: Path, mixture: np.ndarra
     spectrum = np.stack((mid.real, mid.imag), axis=1)[None].astype(np.float32)
     noise = np.random.default_rng(seed).standard_normal((1, frames, 2 * stft.n_bins), dtype=np.float32)
     anchors = np.zeros((1, frames), np.int64)
-    if separator.anchor_schedule is not None:
-        count = min(frames, len(separator.anchor_schedule))
-        anchors[0, :count] = separator.anchor_schedule[:count]
+    if anchor_schedule is not None:
+        count = min(frames, len(anchor_schedule))
+        anchors[0, :count] = anchor_schedule[:count]
     feeds = {"text": np.zeros((1, config.prompt.text_dim), np.float32) if prompt.text_embedding is None
              else prompt.text_embedding[None].astype(np.float32),
              "example_features": np.zeros((1, stft.n_bins), np.float32) if prompt.example_features is None
              else prompt.example_features[None].astype(np.float32),
              "has_example": np.array([float(prompt.example_features is not None)], np.float32)}
     visual = np.zeros((1, frames, config.prompt.visual_dim), np.float32)
-    if separator.visual_schedule is not None:
-        count = min(frames, len(separator.visual_schedule))
-        visual[0, :count] = separator.visual_schedule[:count]
+    if visual_schedule is not None:
+        count = min(frames, len(visual_schedule))
+        visual[0, :count] = visual_schedule[:count]
     masks = np.zeros((frames, stft.n_bins), np.float32)
     prefix = spec.depth * spec.context_frames
     chunk_frames = chunk_frames or CHUNK_FRAMES
@@ -168,7 +168,9 @@ def separate(audio: np.ndarray, sample_rate: int, text_embedding: np.ndarray | N
     if stream:
         target = render_offline(engine, mixture, model_rate)
     else:
-        target = offline_target(separator, model_dir, mixture, prompt, seed, chunk_frames)
+        target = offline_target(config, sequence_session(model_dir, separator.steps), mixture, prompt, seed,
+                                anchor_schedule=separator.anchor_schedule,
+                                visual_schedule=separator.visual_schedule, chunk_frames=chunk_frames)
     target = change_rate(target, model_rate, sample_rate)
     return Separation(target, original - target, sample_rate, engine.latency_samples, separator.steps,
                       prompt.is_empty, int(broken.sum()))

@@ -56,6 +56,9 @@ class TrainSettings:
     # the model shipped at +4.57 / +4.24 dB, 600 steps gave +4.67 / +4.23 without it, +4.76 / +4.58 at 0.3.
     distortion_weight: float = 1.0
     hard_pairs: float = 0.0  # the share of the interferer draw weighed by difficulty (data.hard_pairs)
+    # Mixture RMS drawn per example, dBFS. The model hears compressed magnitudes, so the level it was
+    # trained over is the level it separates best (benchmarks/bench_level.py).
+    level_db: tuple[float, float] = (-32.0, -12.0)
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,

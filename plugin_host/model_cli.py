@@ -36,6 +36,8 @@ def register(commands) -> None:
                        help="weight of the one-step estimate's error in dB (SDR) beside the flow loss")
     train.add_argument("--hard-pairs", dest="hard_pairs", type=float,
                        help="share of the interferer draw weighed by how badly the model separates each pair")
+    train.add_argument("--level-range", dest="level_db", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                       help="mixture RMS drawn per training example, dBFS (default -32 -12)")
     train.add_argument("--no-progress", action="store_true")
 
     distill = commands.add_parser("distill", help="distil the multi-step teacher into a 1- or 2-step student")
@@ -86,7 +88,11 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     if not manifest.exists():
         raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
     entries = read_manifest(str(manifest))
-    corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0)), seed=settings.seed)
+    level_db = tuple(getattr(settings, "level_db", MixtureConfig.level_db))
+    if not -120.0 <= level_db[0] <= level_db[1] <= 0.0:
+        raise ValueError(f"--level-range must be LOW HIGH with -120 <= LOW <= HIGH <= 0 dBFS, got {level_db}")
+    corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0), level_db=level_db),
+                            seed=settings.seed)
     if getattr(settings, "hard_pairs", 0.0):
         from samstream.models.data.hard_pairs import PairDifficulty
 
