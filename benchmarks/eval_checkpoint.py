@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/eval_checkpoint.py CHECKPOINT [CHECKPOINT ...] [--per-class 2] [--steps 1 2]
                                             [--prompt caption|none|interferer] [--per-class-table]
-                                            [--loudness]
+                                            [--loudness] [--levels -44 -24]
 
 Each mixture is separated as the ONNX offline path separates it (the same noise per
 mixture), so the figures agree with ``benchmarks/bench_separation.py`` on an exported
@@ -10,7 +10,9 @@ copy to about 0.01 dB; this is the quick check along a training run. ``--prompt`
 none or interferer measures whether the caption steers the model; ``--loudness`` reports
 how well the model's own output tells how loud the target is in the mixture: the Spearman
 between the energy ratio of its target and residual and the mixture's true
-target-to-interferer ratio, the ceiling of a reference-free judge built on it.
+target-to-interferer ratio, the ceiling of a reference-free judge built on it. ``--levels``
+scales every mixture (and its references) to each mixture RMS in turn, dBFS: the protocol's
+level is -24.
 """
 from __future__ import annotations
 
@@ -20,6 +22,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+
+def at_level(mixture, level_db: float):
+    """The mixture and its references scaled together so that the mixture's RMS is ``level_db``."""
+    from dataclasses import replace
+
+    gain = np.float32(10.0 ** (level_db / 20.0) / max(float(np.sqrt(np.mean(mixture.mixture ** 2))), 1e-9))
+    return replace(mixture, mixture=mixture.mixture * gain, target=mixture.target * gain,
+                   interferer=mixture.interferer * gain)
 
 
 def main() -> None:
@@ -39,6 +50,8 @@ def main() -> None:
     parser.add_argument("--prompt", choices=("caption", "none", "interferer"), default="caption")
     parser.add_argument("--per-class-table", action="store_true")
     parser.add_argument("--loudness", action="store_true")
+    parser.add_argument("--levels", type=float, nargs="+", default=[None],
+                        help="mixture RMS levels to scale to, dBFS (default: as the set has them)")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     index = index_path(arguments.data, None)
@@ -57,10 +70,12 @@ def main() -> None:
     for path in arguments.checkpoints:
         config = load_config(Path(path))
         mixtures = [load_mixture(index.parent, item, config.stft.sample_rate) for item in items]
-        for steps in arguments.steps:
+        for steps, level in ((steps, level) for steps in arguments.steps for level in arguments.levels):
             model = Teacher(Path(path), steps=steps)  # the torch path, at this many steps
             started, per_class, loudness = time.time(), defaultdict(list), []
             for number, (item, mixture) in enumerate(zip(items, mixtures, strict=True)):
+                if level is not None:
+                    mixture = at_level(mixture, level)
                 with torch.no_grad():
                     estimate = model.separate(mixture.mixture, embedding(item), seed=number)
                 per_class[item["target_class"]].append(improvements(estimate, mixture.target, mixture.mixture))
@@ -68,7 +83,8 @@ def main() -> None:
                 loudness.append((10 * np.log10(np.sum(estimate ** 2) / max(np.sum(residual ** 2), 1e-12)),
                                  10 * np.log10(np.sum(mixture.target ** 2) / np.sum(mixture.interferer ** 2))))
             mean = np.mean([row for rows in per_class.values() for row in rows], axis=0)
-            print(f"{path} steps={steps} prompt={arguments.prompt} n={len(items)}: extract {mean[0]:+.2f} "
+            at = "" if level is None else f" level={level:+.0f} dBFS"
+            print(f"{path} steps={steps}{at} prompt={arguments.prompt} n={len(items)}: extract {mean[0]:+.2f} "
                   f"remove {mean[1]:+.2f} [{time.time() - started:.0f} s]", flush=True)
             if arguments.loudness:
                 estimated, true = zip(*loudness, strict=True)
