@@ -136,6 +136,10 @@ class JudgeConfig:
     # (judge.consistency_features); 0: a judge of band levels alone.
     consistency_features: int = 0
     fusion_width: int = 32
+    # The separation checkpoint those features were made with, a folder inside the judge's own
+    # (exported there by set-up), so a new bundled separator leaves the judge as it was trained;
+    # "": the bundled separation model.
+    reseparator: str = ""
     format_version: int = FORMAT_VERSION
 
     @property

@@ -223,7 +223,18 @@ class Judge:
             if self.config.consistency_features != len(CONSISTENCY_NAMES):
                 raise JudgeFolderError(f"{config_path}: {self.config.consistency_features} consistency features, "
                                        f"this version computes {len(CONSISTENCY_NAMES)}")
-            self.reseparator = reseparator or Reseparator(threads=threads, length=self.config.window_samples)
+            self.reseparator = reseparator or Reseparator(self.reseparator_folder(), threads=threads,
+                                                          length=self.config.window_samples)
+
+    def reseparator_folder(self) -> Path | None:
+        """The separation model this judge's consistency features ask; None: the bundled one."""
+        if not self.config.reseparator:
+            return None
+        folder = self.folder / self.config.reseparator
+        if not (folder / "serving.json").is_file():
+            raise JudgeFolderError(f"{folder}: the judge's re-separation model is not exported (run `samstream "
+                                   f"export --checkpoint {folder} --out {folder} --steps 1`, as set-up does)")
+        return folder
 
     def score_features(self, features: np.ndarray, text_embedding: np.ndarray,
                        consistency: np.ndarray | None = None) -> float:

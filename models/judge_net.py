@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -27,6 +28,7 @@ from .judge import JUDGE_GRAPH, JudgeFolderError
 WEIGHTS_FILE = "judge.safetensors"
 OPSET = 17
 FUSION_SCALE_DB = 10.0
+RESEPARATOR_FOLDER = "reseparator"
 
 
 class JudgeNet(nn.Module):
@@ -67,11 +69,19 @@ class JudgeNet(nn.Module):
         return self.head(pooled)[:, 0]
 
 
-def save_judge(model: JudgeNet, folder: Path, extra: dict | None = None) -> None:
-    """config.json + safetensors + the ONNX graph the serving half runs."""
+def save_judge(model: JudgeNet, folder: Path, extra: dict | None = None, reseparator: Path | None = None) -> None:
+    """config.json + safetensors + the ONNX graph the serving half runs; with ``reseparator``
+    (a separation checkpoint folder), a copy of its checkpoint, which the judge asks from then on."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    config = model.config
+    if reseparator is not None:
+        config = dataclasses.replace(config, reseparator=RESEPARATOR_FOLDER)
+        copy = folder / RESEPARATOR_FOLDER
+        copy.mkdir(exist_ok=True)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(Path(reseparator) / name, copy / name)
+    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     save_file({name: value.detach().contiguous() for name, value in model.state_dict().items()},
               str(folder / WEIGHTS_FILE))
     if extra:

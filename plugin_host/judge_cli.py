@@ -82,14 +82,18 @@ def cached_set(path: Path, make, log=print):
     return result
 
 
+def separations_model_dir(arguments) -> Path:
+    from samstream.models.separate import DEFAULT_MODEL_DIR
+
+    return Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR
+
+
 def separations_for(arguments, encoder, seed: int, consistency: bool = False):
     from samstream.models.data.captions import CLASSES
     from samstream.models.judge_train import Separations
-    from samstream.models.separate import DEFAULT_MODEL_DIR
 
-    model_dir = Path(arguments.model) if arguments.model else DEFAULT_MODEL_DIR
-    return Separations(model_dir, encoder, sorted(CLASSES), [Path(folder) for folder in arguments.early], seed=seed,
-                       consistency=consistency)
+    return Separations(separations_model_dir(arguments), encoder, sorted(CLASSES),
+                       [Path(folder) for folder in arguments.early], seed=seed, consistency=consistency)
 
 
 def held_out_set(arguments, encoder, consistency: bool = False):
@@ -210,7 +214,8 @@ def run(arguments: argparse.Namespace) -> int:
                 "early_checkpoints": [Path(folder).name for folder in arguments.early],
                 "parameters": count_parameters(model)}
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR
-    save_judge(model, out, figures)
+    # A fused judge keeps the separator its consistency features were measured with.
+    save_judge(model, out, figures, reseparator=separations_model_dir(arguments) if fusing else None)
     held = figures["held_out"]
     print(f"judge written to {out}: held-out Spearman {held['spearman']:+.3f} over {held['examples']} windows, "
           f"{held['spearman_model_outputs']:+.3f} over the model's own outputs, "

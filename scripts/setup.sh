@@ -48,3 +48,8 @@ HF_HUB_OFFLINE=1 .venv/bin/python -m samstream.models.text_export --if-stale
 if [ -f models/default/model.safetensors ]; then
     .venv/bin/samstream export --checkpoint models/default --out models/default --if-stale
 fi
+# The judge re-separates with the separator it was trained with, kept in its own folder.
+if [ -f models/default/judge/reseparator/model.safetensors ]; then
+    .venv/bin/samstream export --checkpoint models/default/judge/reseparator --out models/default/judge/reseparator \
+        --steps 1 --if-stale
+fi

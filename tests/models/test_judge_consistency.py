@@ -135,6 +135,24 @@ def test_a_judge_asking_for_other_consistency_features_names_its_config(tmp_path
         Judge(tmp_path)
 
 
+def test_a_judge_asks_the_separator_it_keeps_once_set_up_has_exported_it(tmp_path, example, encoder, reseparator):
+    from samstream.models.export import export_model_dir
+
+    bundled = Path(DEFAULT_JUDGE_DIR).parent
+    save_judge(with_fusion(JudgeNet(CONFIG), len(CONSISTENCY_NAMES)), tmp_path, reseparator=bundled)
+    kept = tmp_path / "reseparator"
+    assert json.loads((tmp_path / "config.json").read_text())["reseparator"] == "reseparator"
+    with pytest.raises(JudgeFolderError, match="reseparator: the judge's re-separation model is not exported"):
+        Judge(tmp_path)
+    export_model_dir(kept, kept, 1)
+    judge = Judge(tmp_path)
+    assert judge.reseparator.model_dir == kept
+    mixture, speech, _ = example
+    prompt = encoder.encode("speech")
+    np.testing.assert_allclose(consistency_features(mixture[WINDOW], speech[WINDOW], prompt, judge.reseparator),
+                               consistency_features(mixture[WINDOW], speech[WINDOW], prompt, reseparator), atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def example_set(example, encoder) -> JudgeSet:
     """One window of the example separated every cheap way, with consistency features."""
@@ -178,6 +196,10 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
     assert "fusing with the consistency features" in trained.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["consistency_features"] == len(CONSISTENCY_NAMES)
+    # The fused judge keeps a copy of the separator its consistency features came from.
+    assert config["reseparator"] == "reseparator"
+    bundled = Path(DEFAULT_JUDGE_DIR).parent
+    assert (out / "reseparator" / "model.safetensors").read_bytes() == (bundled / "model.safetensors").read_bytes()
     figures = json.loads((out / "training.json").read_text())
     assert figures["held_out"]["examples"] == len(example_set.score_db)
     evaluated = cli("eval", "--judge", str(out), "--held-out", "1", "--sets", str(sets), "--data",
