@@ -11,10 +11,12 @@ from __future__ import annotations
 from numba import cuda
 from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_normal_float32
 
+from .level import normalise_frame
 from .streams import stream_gain, stream_mean
 
 _stream_mean = cuda.jit(device=True)(stream_mean)
 _stream_gain = cuda.jit(device=True)(stream_gain)
+_normalise_frame = cuda.jit(device=True)(normalise_frame)
 
 THREADS = 128
 
@@ -43,6 +45,19 @@ def cuda_model_inputs(spectrum_in, real_imag_out, ages, write_slot: int, stream=
     """downmix_streams + slot_ages of ``kernels.streams``/``kernels.masking``, in one launch."""
     count = max(real_imag_out.shape[0] * real_imag_out.shape[2], ages.shape[0])
     _model_inputs[_blocks(count), THREADS, stream](spectrum_in, real_imag_out, ages, write_slot)
+
+
+@cuda.jit
+def _normalise_levels(real_imag, states, parameters):
+    # A thread per stream: a frame's power is a sum over its bins before any of them is scaled.
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for row in range(start, real_imag.shape[0], stride):
+        _normalise_frame(real_imag[row], states[row], parameters)
+
+
+def cuda_normalise_levels(real_imag, states, parameters, stream=0) -> None:
+    """normalise_streams of ``kernels.level`` on the device: (streams, 2, bins) in place."""
+    _normalise_levels[_blocks(real_imag.shape[0]), THREADS, stream](real_imag, states, parameters)
 
 
 @cuda.jit

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samstream.kernels.level import make_level_state, normalise_streams
 from samstream.kernels.masking import push_frame, slot_ages, store_keys_values
 from samstream.kernels.streams import (
     advance_fades,
@@ -182,6 +183,8 @@ class BatchedSeparator(StreamBatchControl):
         self._gains = np.ones((streams, n_bins), np.float32)
         self._fade_from = np.ones((streams, n_bins), np.float32)
         self._noise_rows = [self.buffers["noise"][stream] for stream in range(streams)]
+        self._level_parameters = config.level_parameters()
+        self._level_states = make_level_state(streams)
         self.reset()
 
     def reset(self) -> None:
@@ -189,6 +192,7 @@ class BatchedSeparator(StreamBatchControl):
             self.buffers[name][...] = 0
         self._history[...] = 0
         self._gains[...] = 1.0
+        self._level_states[...] = 0
         self._randoms = [np.random.default_rng(seed) for seed in self.stream_seeds()]
         self.restart_clock()
 
@@ -205,6 +209,8 @@ class BatchedSeparator(StreamBatchControl):
             return
         buffers = self.buffers
         downmix_streams(spectrum_in, buffers["spectrum"])
+        if self._level_parameters is not None:
+            normalise_streams(buffers["spectrum"], self._level_states, self._level_parameters)
         for random, row in zip(self._randoms, self._noise_rows, strict=True):
             random.standard_normal(out=row, dtype=np.float32)
         slot_ages(slot, buffers["ages"])

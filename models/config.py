@@ -73,16 +73,47 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
+class InputLevelConfig:
+    """The slow causal gain in front of the model (``kernels.level``): the model hears every
+    stream near ``target_dbfs``; its masks apply to the input as it came, so the output keeps
+    the input's level. Measured (benchmarks/eval_checkpoint.py --levels): without it the shipped
+    model gained +2.67 / +3.38 dB at -44 dBFS against +5.46 / +5.05 at -24."""
+
+    enabled: bool = True
+    # Levels in this range are left alone: what the model was trained on, as it was trained on it
+    # (a gain moving inside it changes the dynamics the model knows). Outside, the gain brings the
+    # level to the nearer edge.
+    range_dbfs: tuple[float, float] = (-28.0, -18.0)
+    memory_seconds: float = 1.5  # time constant of the smoothed frame power
+    gate_dbfs: float = -70.0  # quieter frames leave the smoothed power as it is
+    max_cut_db: float = 20.0
+    max_boost_db: float = 30.0
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     stft: StftConfig = field(default_factory=StftConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
+    input_level: InputLevelConfig = field(default_factory=InputLevelConfig)
     format_version: int = FORMAT_VERSION
 
     @property
     def latency_samples(self) -> int:
         return self.stft.n_fft - self.stft.hop + self.transformer.lookahead_frames * self.stft.hop
+
+    def level_parameters(self):
+        """The parameters of ``kernels.level`` for this model, or None when its input level is left alone."""
+        from samstream.kernels.level import make_level_parameters
+        from samstream.kernels.stft import analysis_window
+
+        level = self.input_level
+        if not level.enabled:
+            return None
+        return make_level_parameters(analysis_window(self.stft.n_fft), self.stft.hop, self.stft.sample_rate,
+                                     tuple(level.range_dbfs), level.memory_seconds, level.gate_dbfs, level.max_cut_db,
+                                     level.max_boost_db)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +131,9 @@ class ModelConfig:
             unknown = set(values) - known
             if unknown:
                 raise ValueError(f"config section '{part.name}' has unknown keys: {sorted(unknown)}")
-            parts[part.name] = part.default_factory(**values)
+            # JSON has no tuples: a pair such as a level range comes back as the tuple it was.
+            parts[part.name] = part.default_factory(**{key: tuple(value) if isinstance(value, list) else value
+                                                       for key, value in values.items()})
         return cls(**parts)
 
     def save(self, path: Path) -> None:

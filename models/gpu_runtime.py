@@ -30,8 +30,10 @@ from samstream.kernels.cuda_streams import (
     cuda_draw_noise,
     cuda_model_inputs,
     cuda_model_outputs,
+    cuda_normalise_levels,
     make_noise_states,
 )
+from samstream.kernels.level import make_level_state
 from samstream.kernels.streams import advance_fades, copy_if_changed
 
 from .batched_runtime import StreamBatchControl
@@ -144,12 +146,16 @@ class DeviceSeparator(StreamBatchControl):
         self.device_passing = cuda.to_device(self.passing, stream=stream)
         if self.noise_source == "device":
             self._noise_states = make_noise_states(self.inputs["noise"].size, self.seed, stream=stream)
+        parameters = self.config.level_parameters()
+        self.level_parameters = None if parameters is None else cuda.to_device(parameters, stream=stream)
+        self.level_states = cuda.to_device(make_level_state(self.streams), stream=stream)
         self.prompts_changed = True
         self.reset()
 
     def reset(self) -> None:
         stream = self.stream
-        for array in (self.inputs["key_cache"], self.inputs["value_cache"], self.inputs["seen"], self.history):
+        for array in (self.inputs["key_cache"], self.inputs["value_cache"], self.inputs["seen"], self.history,
+                      self.level_states):
             cuda_fill_zero(array, stream)
         self._randoms = [np.random.default_rng(seed) for seed in self.stream_seeds()]
         self.restart_clock()
@@ -205,6 +211,8 @@ class DeviceSeparator(StreamBatchControl):
             return
         inputs, outputs = self.inputs, self.outputs
         cuda_model_inputs(spectrum_in, inputs["spectrum"], inputs["ages"], slot, stream)
+        if self.level_parameters is not None:
+            cuda_normalise_levels(inputs["spectrum"], self.level_states, self.level_parameters, stream)
         self._draw_noise()
         advance_fades(self.fades_left, self.crossfade_frames, self.shares)
         self._copy_small_inputs()

@@ -21,7 +21,7 @@ judge fuses those scalars with the band network's score.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,10 @@ class Reseparator:
         from .separate import DEFAULT_MODEL_DIR, sequence_session
 
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        self.config = load_serving_config(self.model_dir)[0]
+        # Each window is brought to RESEPARATION_LEVEL_DBFS as a whole before it is re-separated, as
+        # the judge was trained; the model's own sliding level gain would move that within a window.
+        config = load_serving_config(self.model_dir)[0]
+        self.config = replace(config, input_level=replace(config.input_level, enabled=False))
         self.session = sequence_session(self.model_dir, 1, threads=threads)
         if self.config.stft.sample_rate != 48000:
             raise ValueError(f"{self.model_dir}: the judge re-separates at 48 kHz, the model runs at "

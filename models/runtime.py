@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from samstream.kernels.level import level_normalised, make_level_state, normalise_streams
 from samstream.kernels.masking import (
     apply_gain,
     blend_masks,
@@ -46,14 +47,22 @@ class Prompt:
         return self.text_embedding is None and self.example_features is None and self.visual is None
 
 
-def compressed_frames(signal: np.ndarray, config: ModelConfig) -> np.ndarray:
+def compressed_frames(signal: np.ndarray, config: ModelConfig, level: bool = False) -> np.ndarray:
     """(n,) mono -> (frames, bins): |X|^compression, framed by the streaming kernels themselves.
 
     The mean of these over a span is the example embedding's input, in training and live.
+    ``level``: the frames as the serving path's model hears them (``kernels.level``), so that a
+    span captured from a quiet stream matches the level the model hears that stream at; training
+    draws its mixtures at the model's own levels and leaves them as they are.
     """
     stft = config.stft
     frames = analyze_frames(np.asarray(signal, np.float32)[None], stft.n_fft, stft.hop, -(-len(signal) // stft.hop))
-    return (np.abs(frames[0]) ** config.transformer.compression).astype(np.float32)
+    if level:
+        real_imag = level_normalised(np.stack((frames[0].real, frames[0].imag), axis=1), config.level_parameters())
+        magnitude = np.sqrt(real_imag[:, 0] ** 2 + real_imag[:, 1] ** 2)
+    else:
+        magnitude = np.abs(frames[0])
+    return (magnitude ** config.transformer.compression).astype(np.float32)
 
 
 def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
@@ -178,6 +187,8 @@ class OnnxSeparator:
             bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
             bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
         self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
+        self._level_parameters = config.level_parameters()
+        self._level_state = make_level_state(1)
         # Fades run on gains, not masks: passing through is a gain of one in either mode,
         # while a mask of one would remove everything in remove mode.
         self._pass_gain = np.ones((1, n_bins), np.float32)
@@ -200,6 +211,7 @@ class OnnxSeparator:
         for gain in (self._last_gain, self._fade_from, self._blended):
             gain[...] = 1.0
         self._history[...] = 0
+        self._level_state[...] = 0
         self._frame = 0
         self._write_slot = 0
         self._fade_left = 0
@@ -237,6 +249,8 @@ class OnnxSeparator:
         buffers = self.buffers
         context = self.config.transformer.context_frames
         downmix_real_imag(spectrum_in, buffers["spectrum"])
+        if self._level_parameters is not None:
+            normalise_streams(buffers["spectrum"], self._level_state, self._level_parameters)
         self._random.standard_normal(out=buffers["noise"], dtype=np.float32)
         slot_ages(self._write_slot, buffers["ages"])
         token = frame - lookahead

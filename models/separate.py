@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samstream.kernels.level import level_normalised
 from samstream.kernels.resample import make_resampler_state, max_output_for, resample
 from samstream.stream.engine import StftEngine
 from samstream.stream.offline import analyze_frames, render_offline, synthesize_frames
@@ -80,7 +81,8 @@ def span_prompt(mixture: np.ndarray, spans: list[SpanPrompt], separator: OnnxSep
     separator.anchor_schedule = anchors
     if not positive.any():
         return None
-    return compressed_frames(mixture.mean(axis=0), config)[:frames][positive].mean(axis=0).astype(np.float32)
+    heard = compressed_frames(mixture.mean(axis=0), config, level=True)
+    return heard[:frames][positive].mean(axis=0).astype(np.float32)
 
 
 def sequence_session(model_dir: Path, steps: int, threads: int = 2):
@@ -105,7 +107,7 @@ def offline_target(config: ModelConfig, session, mixture: np.ndarray, prompt: Pr
     if prompt.is_empty:
         return mixture.copy()
     mid = spectra.mean(axis=0)
-    spectrum = np.stack((mid.real, mid.imag), axis=1)[None].astype(np.float32)
+    spectrum = level_normalised(np.stack((mid.real, mid.imag), axis=1), config.level_parameters())[None]
     noise = np.random.default_rng(seed).standard_normal((1, frames, 2 * stft.n_bins), dtype=np.float32)
     anchors = np.zeros((1, frames), np.int64)
     if anchor_schedule is not None:

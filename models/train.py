@@ -22,6 +22,8 @@ import torch
 import torch.distributed as distributed
 from tqdm import tqdm
 
+from samstream.kernels.level import level_normalised
+
 from .checkpoint import count_parameters, grow_from, load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .flow import Conditioning, flow_matching_loss, generate_masks, spectra
@@ -66,7 +68,11 @@ def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning
     """Torch reference separation of whole (B, n) mixtures -> target waveforms (B, n)."""
     config = model.config
     spectrum = spectra(mixture, config)
-    masks = generate_masks(model, spectrum, conditioning, steps, noise)
+    # The model hears each mixture at the serving path's level (kernels.level); its masks apply as they came.
+    parameters = config.level_parameters()
+    heard = spectrum if parameters is None else torch.from_numpy(
+        np.stack([level_normalised(row, parameters) for row in spectrum.numpy()]))
+    masks = generate_masks(model, heard, conditioning, steps, noise)
     complex_spectrum = torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]) * masks
     return istft(complex_spectrum.transpose(-1, -2), config.stft.n_fft, config.stft.hop, mixture.shape[-1]).numpy()
 

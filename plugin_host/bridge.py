@@ -335,7 +335,7 @@ class LiveBridge:
         mask = self._history.shape[0] - 1
         audio = self._history[np.arange(first, stop) & mask]
         self._example_seconds = (stop - first) / self.processor.sample_rate
-        return compressed_frames(audio, self.config).mean(axis=0).astype(np.float32)
+        return compressed_frames(audio, self.config, level=True).mean(axis=0).astype(np.float32)
 
     # reporting -----------------------------------------------------------------------
 

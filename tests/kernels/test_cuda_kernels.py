@@ -75,6 +75,24 @@ def test_cuda_model_inputs_match_downmix_and_slot_ages():
     assert np.array_equal(ages.copy_to_host(), expected_ages)
 
 
+def test_cuda_level_normaliser_matches_the_cpu_kernel_hop_after_hop():
+    from samstream.kernels.cuda_streams import cuda_normalise_levels
+    from samstream.kernels.level import make_level_parameters, make_level_state, normalise_streams
+    streams, bins = 3, 33
+    parameters = make_level_parameters(np.hanning(64), 16, 48000, (-28.0, -18.0), 0.01, -70.0, 20.0, 30.0)
+    rng = np.random.default_rng(2)
+    expected_states, states = make_level_state(streams), device(make_level_state(streams))
+    device_parameters = device(parameters)
+    for scale in (1e-4, 1e-4, 0.0, 3.0, 1e-3):  # quiet, silent (gated), loud, quiet again
+        frame = (scale * rng.standard_normal((streams, 2, bins))).astype(np.float32)
+        expected = frame.copy()
+        normalise_streams(expected, expected_states, parameters)
+        on_device = device(frame)
+        cuda_normalise_levels(on_device, states, device_parameters)
+        np.testing.assert_allclose(on_device.copy_to_host(), expected, rtol=1e-5, atol=1e-12)
+        np.testing.assert_allclose(states.copy_to_host(), expected_states, rtol=1e-6)
+
+
 def test_cuda_model_outputs_match_store_keys_values_and_advance_seen():
     from samstream.kernels.cuda_streams import cuda_model_outputs
     steps, batch, depth, heads, context, head_dim = 2, 3, 2, 2, 4, 5

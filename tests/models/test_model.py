@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from samstream.kernels.level import level_normalised
 from samstream.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from samstream.models.config import ModelConfig, TransformerConfig
 from samstream.models.export import export_model_dir
@@ -114,6 +115,8 @@ def test_onnx_live_path_equals_torch_offline_generation(exported, steps):
     lookahead = config.transformer.lookahead_frames
     frames = len(masks) + lookahead
     spectrum = spectra(torch.from_numpy(signal), config)[:, :frames]
+    # The model hears the frames at its input level (kernels.level), from the stream's first frame.
+    spectrum = torch.from_numpy(level_normalised(spectrum[0].numpy(), config.level_parameters()))[None]
     conditioning = Conditioning.empty(config, 1, frames)
     conditioning.text = torch.from_numpy(text)[None]
     noise = np.concatenate([*noises, np.zeros((lookahead, noises[0].shape[1]), np.float32)])

@@ -150,3 +150,45 @@ def si_sdr_db(estimate, reference):
     from samstream.models.metrics import si_sdr
 
     return si_sdr(estimate[0].astype(np.float64), reference[0].astype(np.float64))
+
+
+@pytest.fixture(scope="module")
+def unlevelled_model_dir(tmp_path_factory):
+    """The same random model with its input level left alone (InputLevelConfig.enabled false)."""
+    from dataclasses import replace
+
+    from samstream.models.checkpoint import load_checkpoint
+    from samstream.models.config import InputLevelConfig
+
+    folder = tmp_path_factory.mktemp("unlevelled-model")
+    model = randomised(tiny_config(context=16))
+    model.config = replace(model.config, input_level=InputLevelConfig(enabled=False))
+    save_checkpoint(model, folder / "checkpoint")
+    assert not load_checkpoint(folder / "checkpoint").config.input_level.enabled
+    export_model_dir(folder / "checkpoint", folder / "serving", 1)
+    return folder / "serving"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_quiet_inputs_are_heard_at_the_edge_of_the_level_range_on_both_paths(model_dir, unlevelled_model_dir,
+                                                                             stream):
+    """-45 and -55 dBFS are both heard at -28 dBFS, so the target scales with the input; a model
+    without the level normaliser hears them 10 dB apart and separates them differently."""
+    from samstream.models.separate import separate as separate_audio
+
+    rng = np.random.default_rng(4)
+    time = np.arange(48000) / 48000
+    signal = rng.standard_normal(48000) + 3 * np.sin(2 * np.pi * 440 * time)
+    signal = (signal / np.sqrt(np.mean(signal ** 2)))[None]
+    text = rng.standard_normal(384).astype(np.float32)
+
+    def targets(folder):
+        loud, quiet = (separate_audio((signal * 10 ** (dbfs / 20)).astype(np.float32), 48000, text, steps=1,
+                                      model_dir=folder, stream=stream).target for dbfs in (-45.0, -55.0))
+        return loud, quiet * np.float32(10 ** (10 / 20))
+
+    loud, quiet = targets(model_dir)
+    levelled = si_sdr_db(quiet, loud)
+    assert levelled > 75  # float rounding: measured 88 dB
+    loud, quiet = targets(unlevelled_model_dir)
+    assert si_sdr_db(quiet, loud) < levelled - 20  # measured 46 dB
