@@ -7,7 +7,10 @@ Usage: python benchmarks/bench_level.py [--data data/corpus] [--model models/def
 The model's masks depend on the level of what it hears (its features are compressed
 magnitudes, and training drew mixture levels from -32 to -12 dBFS), so a quiet input is
 separated less. This prints the mean SI-SDR improvement, extract / remove, per level, by
-the offline path at one step (SI-SDR is blind to the scale, so only the model's view changes).
+the offline path at one step (SI-SDR is blind to the scale, so only the model's view
+changes). The serving path's input level (``kernels.level``) stands in front of the model;
+to measure without it, point ``--model`` at a copy of the serving folder whose config.json
+sets ``input_level.enabled`` to false.
 """
 from __future__ import annotations
 
