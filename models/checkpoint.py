@@ -65,14 +65,25 @@ def weight_mismatch(model: SeparationDiT, tensors: dict[str, torch.Tensor]) -> t
     return missing, unexpected, wrong
 
 
-def grow_from(model: SeparationDiT, directory: Path) -> list[str]:
-    """Load a checkpoint into a model that may have more parts (a detail head) -> the names left new.
+def added_block_prefixes(tensors: dict, depth: int) -> tuple[str, ...]:
+    """The blocks a deeper model has past the checkpoint's last one. Each starts as the identity
+    (adaLN-Zero: its modulation, gates included, is zero), so the grown model computes what the
+    checkpoint did until training opens them."""
+    blocks = {int(name.split(".")[1]) for name in tensors if name.startswith("blocks.")}
+    return tuple(f"blocks.{index}." for index in range(max(blocks, default=-1) + 1, depth))
 
-    Everything the checkpoint has must fit; only ``GROWABLE_PREFIXES`` may be missing from it.
+
+def grow_from(model: SeparationDiT, directory: Path) -> list[str]:
+    """Load a checkpoint into a model that may have more parts (a detail head, more blocks after
+    the checkpoint's) -> the names left new.
+
+    Everything the checkpoint has must fit; only ``GROWABLE_PREFIXES`` and added blocks may be
+    missing from it.
     """
     tensors = read_weights(directory)
     missing, unexpected, wrong = weight_mismatch(model, tensors)
-    ungrowable = [name for name in missing if not name.startswith(GROWABLE_PREFIXES)]
+    ungrowable = [name for name in missing if not name.startswith(GROWABLE_PREFIXES)
+                  and not name.startswith(added_block_prefixes(tensors, model.config.transformer.depth))]
     if ungrowable or unexpected or wrong:
         raise CheckpointError(f"{Path(directory) / WEIGHTS_NAME}: cannot grow into this model (missing "
                               f"{ungrowable[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})")

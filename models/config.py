@@ -204,6 +204,9 @@ MODEL_PRESETS = {
     "small": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192)),
     "small-detail": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192,
                                                               detail_channels=16)),
+    # small-detail with two more blocks, grown from it (`samstream train --grow-from`).
+    "small-deep": ModelConfig(transformer=TransformerConfig(width=128, depth=6, heads=4, context_frames=192,
+                                                            detail_channels=16)),
     "gpu-large": ModelConfig(transformer=TransformerConfig(width=512, depth=12, heads=8, mlp_ratio=4,
                                                            context_frames=256)),
 }

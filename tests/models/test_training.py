@@ -226,6 +226,33 @@ def test_a_run_grows_a_detail_head_from_a_checkpoint_and_starts_where_it_was(tmp
         grow_from(wider, tmp_path / "plain" / "checkpoint")
 
 
+def test_a_run_grows_blocks_after_the_checkpoints_last_and_starts_where_it_was(tmp_path):
+    from dataclasses import replace
+
+    config, sampler, validation, settings = toy_setup(steps=2)
+    Trainer(config, settings, tmp_path / "plain", sampler, validation).run(progress=False)
+    plain = load_checkpoint(tmp_path / "plain" / "checkpoint")
+    torch.nn.init.normal_(plain.head.weight, std=0.01)  # so that the output depends on the blocks at all
+    for block in plain.blocks:
+        torch.nn.init.normal_(block.modulation.weight, std=0.05)
+    deeper_config = replace(config, transformer=replace(config.transformer, depth=config.transformer.depth + 2))
+    deeper = Trainer(deeper_config, settings, tmp_path / "deeper", sampler, validation,
+                     grow=tmp_path / "plain" / "checkpoint")
+    with torch.no_grad():
+        deeper.model.head.weight.copy_(plain.head.weight)
+        deeper.model.blocks[0].modulation.weight.copy_(plain.blocks[0].modulation.weight)
+    generator = torch.Generator().manual_seed(3)
+    frames, bins = 6, config.stft.n_bins
+    inputs = (torch.rand(1, frames, bins, generator=generator), torch.randn(1, frames, 2 * bins, generator=generator),
+              torch.rand(1, generator=generator), torch.randn(1, 384, generator=generator), torch.rand(1, bins),
+              torch.ones(1), torch.zeros(1, frames, dtype=torch.long), torch.zeros(1, frames, 16))
+    with torch.no_grad():
+        assert torch.equal(plain(*inputs), deeper.model.eval()(*inputs))  # the new blocks start as the identity
+    deeper.run(progress=False)  # ...and training opens them
+    assert deeper.model.blocks[-1].modulation.weight.abs().sum() > 0
+    assert load_checkpoint(tmp_path / "deeper" / "checkpoint").config.transformer.depth == config.transformer.depth + 2
+
+
 def test_a_visual_share_gives_examples_the_target_box_some_without_a_caption():
     config, _, _, _ = toy_setup()
     sampler = PromptSampler(ToySource(), config, toy_embedding, visual_share=1.0)
