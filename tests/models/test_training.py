@@ -196,6 +196,15 @@ def test_at_time_zero_the_loss_is_a_regression_the_noise_drops_out_of():
     assert abs(noisy[0] - noisy[1]) > 10 * abs(losses[0] - losses[1])  # elsewhere the noise reaches the network
 
 
+def network_inputs(config, seed: int, frames: int = 6) -> tuple:
+    """Random inputs for the network's forward over a few frames, one example."""
+    generator = torch.Generator().manual_seed(seed)
+    bins = config.stft.n_bins
+    return (torch.rand(1, frames, bins, generator=generator), torch.randn(1, frames, 2 * bins, generator=generator),
+            torch.rand(1, generator=generator), torch.randn(1, 384, generator=generator), torch.rand(1, bins),
+            torch.ones(1), torch.zeros(1, frames, dtype=torch.long), torch.zeros(1, frames, 16))
+
+
 def test_a_run_grows_a_detail_head_from_a_checkpoint_and_starts_where_it_was(tmp_path):
     from dataclasses import replace
 
@@ -211,11 +220,7 @@ def test_a_run_grows_a_detail_head_from_a_checkpoint_and_starts_where_it_was(tmp
     torch.nn.init.normal_(plain.head.weight, std=0.01)  # so that the output depends on the input at all
     with torch.no_grad():
         grown.model.head.weight.copy_(plain.head.weight)
-    generator = torch.Generator().manual_seed(2)
-    frames, bins = 6, config.stft.n_bins
-    inputs = (torch.rand(1, frames, bins, generator=generator), torch.randn(1, frames, 2 * bins, generator=generator),
-              torch.rand(1, generator=generator), torch.randn(1, 384, generator=generator), torch.rand(1, bins),
-              torch.ones(1), torch.zeros(1, frames, dtype=torch.long), torch.zeros(1, frames, 16))
+    inputs = network_inputs(config, seed=2)
     with torch.no_grad():
         assert torch.equal(plain(*inputs), grown.model.eval()(*inputs))  # the new head starts shut
     grown.run(progress=False)  # ...and training opens it
@@ -241,11 +246,7 @@ def test_a_run_grows_blocks_after_the_checkpoints_last_and_starts_where_it_was(t
     with torch.no_grad():
         deeper.model.head.weight.copy_(plain.head.weight)
         deeper.model.blocks[0].modulation.weight.copy_(plain.blocks[0].modulation.weight)
-    generator = torch.Generator().manual_seed(3)
-    frames, bins = 6, config.stft.n_bins
-    inputs = (torch.rand(1, frames, bins, generator=generator), torch.randn(1, frames, 2 * bins, generator=generator),
-              torch.rand(1, generator=generator), torch.randn(1, 384, generator=generator), torch.rand(1, bins),
-              torch.ones(1), torch.zeros(1, frames, dtype=torch.long), torch.zeros(1, frames, 16))
+    inputs = network_inputs(config, seed=3)
     with torch.no_grad():
         assert torch.equal(plain(*inputs), deeper.model.eval()(*inputs))  # the new blocks start as the identity
     deeper.run(progress=False)  # ...and training opens them
