@@ -1,10 +1,11 @@
-"""The model's input level: every frame the model hears is brought towards one level first.
+"""The model's input level: every frame the model hears is brought inside one range of levels first.
 
 The separator hears compressed magnitudes, so what it makes of a mixture depends on how loud
 the mixture is (benchmarks/bench_level.py: at -44 dBFS the shipped model gained 2.8 dB less
-than at -24). A slow, causal gain in front of it keeps the level it hears near the one it
-separates best. Only the model's input is scaled: its masks still apply to the frames as they
-came in, so the output keeps the input's level and nothing about the audio path changes.
+than at -24). A slow, causal gain in front of it keeps the level it hears inside the range
+it separates best, and leaves a level already there alone. Only the model's input is scaled:
+its masks still apply to the frames as they came in, so the output keeps the input's level and
+nothing about the audio path changes.
 
 Per stream the state is (smoothed frame power, weight of that average). The weight is the
 average's own bias correction: the first frames of a stream are judged on what has been heard

@@ -75,7 +75,7 @@ class FlowConfig:
 @dataclass(frozen=True)
 class InputLevelConfig:
     """The slow causal gain in front of the model (``kernels.level``): the model hears every
-    stream near ``target_dbfs``; its masks apply to the input as it came, so the output keeps
+    stream inside ``range_dbfs``; its masks apply to the input as it came, so the output keeps
     the input's level. Measured (benchmarks/eval_checkpoint.py --levels): without it the shipped
     model gained +2.67 / +3.38 dB at -44 dBFS against +5.46 / +5.05 at -24."""
 
@@ -112,7 +112,7 @@ class ModelConfig:
         if not level.enabled:
             return None
         return make_level_parameters(analysis_window(self.stft.n_fft), self.stft.hop, self.stft.sample_rate,
-                                     tuple(level.range_dbfs), level.memory_seconds, level.gate_dbfs, level.max_cut_db,
+                                     level.range_dbfs, level.memory_seconds, level.gate_dbfs, level.max_cut_db,
                                      level.max_boost_db)
 
     def to_dict(self) -> dict:

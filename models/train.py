@@ -26,6 +26,7 @@ from samstream.kernels.level import level_normalised
 
 from .checkpoint import count_parameters, grow_from, load_checkpoint, save_checkpoint
 from .config import ModelConfig
+from .data.mixtures import MixtureConfig
 from .flow import Conditioning, flow_matching_loss, generate_masks, spectra
 from .metrics import si_sdr
 from .prompts import PromptSampler, TrainingExample
@@ -60,7 +61,7 @@ class TrainSettings:
     hard_pairs: float = 0.0  # the share of the interferer draw weighed by difficulty (data.hard_pairs)
     # Mixture RMS drawn per example, dBFS. The model hears compressed magnitudes, so the level it was
     # trained over is the level it separates best (benchmarks/bench_level.py).
-    level_db: tuple[float, float] = (-32.0, -12.0)
+    level_db: tuple[float, float] = MixtureConfig.level_db
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,

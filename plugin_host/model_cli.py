@@ -88,7 +88,7 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     if not manifest.exists():
         raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
     entries = read_manifest(str(manifest))
-    level_db = tuple(getattr(settings, "level_db", MixtureConfig.level_db))
+    level_db = tuple(settings.level_db)
     if not -120.0 <= level_db[0] <= level_db[1] <= 0.0:
         raise ValueError(f"--level-range must be LOW HIGH with -120 <= LOW <= HIGH <= 0 dBFS, got {level_db}")
     corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0), level_db=level_db),
