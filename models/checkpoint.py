@@ -43,7 +43,7 @@ def load_config(directory: Path) -> ModelConfig:
 
 # Parts a model may gain over the checkpoint it grows from: all start at zero, so the grown
 # model computes what the checkpoint did (``grow_from``).
-GROWABLE_PREFIXES = ("detail.", "detail_mix.")
+GROWABLE_PREFIXES = ("detail.", "detail_mix.", "detail_blocks.")
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -52,6 +52,12 @@ class TransformerConfig:
     # shape (a convolution across bins) and the token mixes them per bin. 0: no detail head.
     detail_channels: int = 0
     detail_kernel: int = 9  # bins the detail convolution sees: 9 bins = 422 Hz at n_fft 1024
+    # Residual refinements of the detail channels, each a convolution across bins whose channels
+    # the frame's token scales and shifts (FiLM), dilated 1, 2, 4, ... so that later ones see
+    # a harmonic's neighbours; the token then chooses per bin, not only per channel. 0: none.
+    detail_blocks: int = 0
+    detail_hidden: int = 16  # channels inside a refinement
+    detail_block_kernel: int = 3
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,9 @@ MODEL_PRESETS = {
     # small-detail with two more blocks, grown from it (`samstream train --grow-from`).
     "small-deep": ModelConfig(transformer=TransformerConfig(width=128, depth=6, heads=4, context_frames=192,
                                                             detail_channels=16)),
+    # small-detail whose detail channels are refined per bin under the token (grown from it).
+    "small-refined": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192,
+                                                               detail_channels=16, detail_blocks=1)),
     "gpu-large": ModelConfig(transformer=TransformerConfig(width=512, depth=12, heads=8, mlp_ratio=4,
                                                            context_frames=256)),
 }

@@ -118,6 +118,28 @@ class Block(nn.Module):
         return token, key.view(batch, self.heads, self.head_dim), value.view(batch, self.heads, self.head_dim)
 
 
+class DetailRefinement(nn.Module):
+    """A residual step on the per-bin detail channels, steered by the frame's token.
+
+    The token scales and shifts the hidden channels, so what a bin's neighbourhood means can
+    change with the prompt and the context (a harmonic is target under "violin", interference
+    under "hum"). The last convolution starts at zero: a model grown with it computes what it did.
+    """
+
+    def __init__(self, width: int, channels: int, hidden: int, kernel: int, dilation: int):
+        super().__init__()
+        self.expand = nn.Conv1d(channels, hidden, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+        self.film = nn.Linear(width, 2 * hidden)
+        self.contract = nn.Conv1d(hidden, channels, 1)
+        nn.init.zeros_(self.contract.weight)
+        nn.init.zeros_(self.contract.bias)
+
+    def forward(self, shape: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """shape (N, channels, bins); tokens (N, W) -> (N, channels, bins)."""
+        shift, scale = self.film(tokens)[..., None].chunk(2, 1)
+        return shape + self.contract(functional.gelu(modulate(self.expand(shape), shift, scale), approximate="tanh"))
+
+
 class SeparationDiT(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -149,6 +171,9 @@ class SeparationDiT(nn.Module):
             self.detail_mix = nn.Linear(width, 2 * spec.detail_channels)
             # Zero: a model grown from one without the head computes what it did until training opens it.
             zero_initialised.append(self.detail_mix)
+            self.detail_blocks = nn.ModuleList(
+                DetailRefinement(width, spec.detail_channels, spec.detail_hidden, spec.detail_block_kernel, 2 ** index)
+                for index in range(spec.detail_blocks))
         for layer in zero_initialised:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -194,7 +219,10 @@ class SeparationDiT(nn.Module):
         flat = features.reshape(-1, bins)
         relative = flat / (flat.mean(dim=-1, keepdim=True) + 1e-3)
         shape = functional.gelu(self.detail(torch.stack((flat, relative), dim=1)), approximate="tanh")
-        weights = self.detail_mix(tokens).reshape(flat.shape[0], 2, -1)
+        rows = tokens.reshape(flat.shape[0], -1)
+        for block in self.detail_blocks:
+            shape = block(shape, rows)
+        weights = self.detail_mix(rows).reshape(flat.shape[0], 2, -1)
         return (weights @ shape).reshape(*leading, 2 * bins)
 
     @staticmethod

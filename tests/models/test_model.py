@@ -15,9 +15,10 @@ from samstream.stream.offline import fixed_blocks, render_streamed
 from samstream.stream.scheduler import BlockScheduler
 
 
-def tiny_config(lookahead=0, context=8, detail=0):
+def tiny_config(lookahead=0, context=8, detail=0, refinements=0):
     return ModelConfig(transformer=TransformerConfig(width=32, depth=2, heads=2, context_frames=context,
-                                                     lookahead_frames=lookahead, detail_channels=detail))
+                                                     lookahead_frames=lookahead, detail_channels=detail,
+                                                     detail_blocks=refinements))
 
 
 def randomised(config, seed=0):
@@ -56,9 +57,9 @@ def random_conditioning(config, batch, frames, generator):
                         torch.randn(batch, frames, config.prompt.visual_dim, generator=generator))
 
 
-@pytest.mark.parametrize("context,detail", [(4, 0), (8, 0), (40, 0), (8, 4)])
-def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(context, detail):
-    config = tiny_config(context=context, detail=detail)
+@pytest.mark.parametrize("context,detail,refinements", [(4, 0, 0), (8, 0, 0), (40, 0, 0), (8, 4, 0), (8, 4, 2)])
+def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(context, detail, refinements):
+    config = tiny_config(context=context, detail=detail, refinements=refinements)
     model = randomised(config)
     generator = torch.Generator().manual_seed(1)
     batch, frames, bins = 2, 30, config.stft.n_bins
@@ -73,10 +74,11 @@ def test_cached_steps_equal_the_whole_sequence_even_after_the_cache_wraps(contex
     assert (whole - streamed).abs().max() < 1e-4 * whole.abs().max()
 
 
-@pytest.fixture(scope="module", params=[(0, 0), (2, 0), (0, 4)], ids=["no-lookahead", "lookahead-2", "detail-head"])
+@pytest.fixture(scope="module", params=[(0, 0, 0), (2, 0, 0), (0, 4, 2)],
+                ids=["no-lookahead", "lookahead-2", "refined-detail-head"])
 def exported(request, tmp_path_factory):
-    lookahead, detail = request.param
-    config = tiny_config(lookahead=lookahead, detail=detail)
+    lookahead, detail, refinements = request.param
+    config = tiny_config(lookahead=lookahead, detail=detail, refinements=refinements)
     model = randomised(config, seed=lookahead + detail)
     folder = tmp_path_factory.mktemp(f"model{lookahead}_{detail}")
     save_checkpoint(model, folder / "checkpoint")

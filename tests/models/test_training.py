@@ -231,6 +231,29 @@ def test_a_run_grows_a_detail_head_from_a_checkpoint_and_starts_where_it_was(tmp
         grow_from(wider, tmp_path / "plain" / "checkpoint")
 
 
+def test_a_run_grows_detail_refinements_from_a_detail_checkpoint_and_starts_where_it_was(tmp_path):
+    from dataclasses import replace
+
+    config, sampler, validation, settings = toy_setup(steps=2)
+    detail_config = replace(config, transformer=replace(config.transformer, detail_channels=4))
+    Trainer(detail_config, settings, tmp_path / "detail", sampler, validation).run(progress=False)
+    detail = load_checkpoint(tmp_path / "detail" / "checkpoint")
+    torch.nn.init.normal_(detail.detail_mix.weight, std=0.05)  # so that the output depends on the channels
+    refined_config = replace(detail_config, transformer=replace(detail_config.transformer, detail_blocks=2))
+    refined = Trainer(refined_config, settings, tmp_path / "refined", sampler, validation,
+                      grow=tmp_path / "detail" / "checkpoint")
+    with torch.no_grad():
+        refined.model.detail_mix.weight.copy_(detail.detail_mix.weight)
+        for block in refined.model.detail_blocks:  # the token's scale and shift matter from the start
+            torch.nn.init.normal_(block.film.weight, std=0.05)
+    inputs = network_inputs(config, seed=4)
+    with torch.no_grad():
+        assert torch.equal(detail(*inputs), refined.model.eval()(*inputs))  # the refinements start shut
+    refined.run(progress=False)  # ...and training opens them
+    assert all(block.contract.weight.abs().sum() > 0 for block in refined.model.detail_blocks)
+    assert load_checkpoint(tmp_path / "refined" / "checkpoint").config.transformer.detail_blocks == 2
+
+
 def test_a_run_grows_blocks_after_the_checkpoints_last_and_starts_where_it_was(tmp_path):
     from dataclasses import replace
 
