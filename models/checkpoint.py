@@ -104,6 +104,29 @@ def load_checkpoint(directory: Path) -> SeparationDiT:
     return model.eval()
 
 
+def average_checkpoints(directories: list[Path], out: Path) -> Path:
+    """The mean of checkpoints' weights (stochastic weight averaging along one run), saved to ``out``.
+
+    Checkpoints a few hundred steps apart scatter around a minimum by the order of the data
+    they saw; their mean sits nearer it. All must share one config, so that each weight means
+    the same thing in each.
+    """
+    if len(directories) < 2:
+        raise CheckpointError(f"averaging needs at least two checkpoints, got {len(directories)}")
+    config = load_config(directories[0])
+    total = None
+    for directory in directories:
+        if load_config(directory) != config:
+            raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: another model than "
+                                  f"{Path(directories[0]) / CONFIG_NAME}; only one model's checkpoints average")
+        weights = load_checkpoint(directory).state_dict()
+        total = {name: value.double() for name, value in weights.items()} if total is None else \
+            {name: total[name] + value.double() for name, value in weights.items()}
+    model = SeparationDiT(config)
+    model.load_state_dict({name: (value / len(directories)).float() for name, value in total.items()})
+    return save_checkpoint(model, out, {"averaged": [str(directory) for directory in directories]})
+
+
 def checkpoint_metadata(directory: Path) -> dict:
     from safetensors import safe_open
 

@@ -101,6 +101,8 @@ def run(arguments: argparse.Namespace) -> int:
         return model_cli.run_distill(arguments)
     elif arguments.command == "export":
         return model_cli.run_export(arguments)
+    elif arguments.command == "average":
+        return model_cli.run_average(arguments)
     elif arguments.command == "data":
         return data_cli.run(arguments)
     elif arguments.command == "judge":

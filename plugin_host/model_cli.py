@@ -53,6 +53,10 @@ def register(commands) -> None:
     distill.add_argument("--validation", type=int, default=24)
     distill.add_argument("--no-progress", action="store_true")
 
+    average = commands.add_parser("average", help="average the weights of one run's checkpoints into a new one")
+    average.add_argument("checkpoints", nargs="+", help="checkpoint folders (config.json + model.safetensors)")
+    average.add_argument("--out", required=True, help="folder for the averaged checkpoint")
+
     export = commands.add_parser("export", help="export a checkpoint to ONNX for serving")
     export.add_argument("--checkpoint", default="runs/default/checkpoint", help="config.json + model.safetensors")
     export.add_argument("--out", default="models/default", help="serving folder to write")
@@ -134,6 +138,14 @@ def run_distill(arguments: argparse.Namespace) -> int:
     for name, figures in report.items():
         print(f"{name:>12}: SI-SDRi extract {figures['si_sdri_extract']:+.2f} dB, "
               f"remove {figures['si_sdri_remove']:+.2f} dB")
+    return 0
+
+
+def run_average(arguments: argparse.Namespace) -> int:
+    from samstream.models.checkpoint import average_checkpoints
+
+    path = average_checkpoints([Path(folder) for folder in arguments.checkpoints], Path(arguments.out))
+    print(f"wrote {path} (the mean of {len(arguments.checkpoints)} checkpoints)")
     return 0
 
 

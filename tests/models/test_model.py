@@ -226,3 +226,28 @@ def test_a_broken_serving_folder_is_refused_naming_the_file(tmp_path, exported):
         OnnxSeparator(broken, steps=1)
     with pytest.raises(ModelFolderError, match="no fp32 hop graph for 3 steps"):
         OnnxSeparator(folder / "serving", steps=3)
+
+
+def test_samstream_average_writes_the_mean_of_one_runs_checkpoints_and_refuses_another_model(tmp_path):
+    import subprocess
+    import sys
+
+    config = tiny_config(detail=4, refinements=1)
+    for seed in (1, 2, 3):
+        save_checkpoint(randomised(config, seed=seed), tmp_path / f"step{seed}")
+    command = [sys.executable, "-m", "samstream.plugin_host.cli", "average",
+               *(str(tmp_path / f"step{seed}") for seed in (1, 2, 3)), "--out", str(tmp_path / "mean")]
+    subprocess.run(command, check=True, capture_output=True)
+    weights = [load_checkpoint(tmp_path / f"step{seed}").state_dict() for seed in (1, 2, 3)]
+    averaged = load_checkpoint(tmp_path / "mean")
+    assert averaged.config == config
+    for name, value in averaged.state_dict().items():
+        assert torch.allclose(value, sum(weight[name] for weight in weights) / 3, atol=1e-7), name
+    assert not torch.equal(averaged.state_dict()["head.weight"], weights[0]["head.weight"])
+
+    save_checkpoint(randomised(tiny_config(detail=4)), tmp_path / "other")
+    refused = subprocess.run([*command[:-2], str(tmp_path / "other"), "--out", str(tmp_path / "bad")],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "other/config.json: another model" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "bad").exists()
