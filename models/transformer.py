@@ -149,6 +149,8 @@ class SeparationDiT(nn.Module):
         width = spec.width
         if width % spec.heads or (width // spec.heads) % 2:
             raise ValueError(f"width {width} must split into {spec.heads} heads of even size")
+        if spec.detail_blocks and not spec.detail_channels:
+            raise ValueError(f"detail_blocks {spec.detail_blocks} refine the detail head: give detail_channels too")
         self.input = nn.Linear(bins, width)
         self.state_input = nn.Linear(2 * bins, width)
         self.anchors = nn.Embedding(3, width)

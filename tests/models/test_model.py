@@ -251,3 +251,8 @@ def test_samstream_average_writes_the_mean_of_one_runs_checkpoints_and_refuses_a
     assert refused.returncode != 0
     assert "other/config.json: another model" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_detail_refinements_without_a_detail_head_are_refused():
+    with pytest.raises(ValueError, match="give detail_channels"):
+        SeparationDiT(tiny_config(refinements=1))
