@@ -34,6 +34,14 @@ def register(commands) -> argparse.ArgumentParser:
                        help="write the validation set's hash to the repository's hash file")
     build.add_argument("--user-folder", metavar="DIR", help="also import DIR/CLASS/*.wav")
     build.add_argument("--user-manifest", metavar="JSONL", help="also import a JSONL manifest of (path, captions)")
+    pack = actions.add_parser("pack", help="pack part of the training split as Ogg Opus, small enough to "
+                                           "send to a machine that cannot build the corpus")
+    pack.add_argument("--root", default=DEFAULT_ROOT, help=f"corpus folder (default: {DEFAULT_ROOT})")
+    pack.add_argument("--out", required=True, help="folder for the packed corpus")
+    pack.add_argument("--max-mb", type=float, default=48.0, help="size of the packed audio, MB (default 48)")
+    pack.add_argument("--seconds-per-file", type=float, default=60.0,
+                      help="longest cut of one source (default 60)")
+    pack.add_argument("--seed", type=int, default=0)
     return data
 
 
@@ -41,6 +49,12 @@ def run(arguments: argparse.Namespace) -> int:
     from samstream.models.data import validation
     from samstream.models.data.build import BuildError, build
 
+    if arguments.data_command == "pack":
+        from samstream.models.data.pack import pack_corpus
+
+        pack_corpus(arguments.root, arguments.out, arguments.max_mb, arguments.seconds_per_file,
+                    seed=arguments.seed)
+        return 0
     if arguments.data_command != "build":
         raise BuildError(f"unknown data action {arguments.data_command!r}")
     if arguments.validation_only and arguments.no_validation:
