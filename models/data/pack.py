@@ -6,8 +6,8 @@ the training split's sources round-robin over the classes, so each class gets it
 of the budget, cuts each to at most ``seconds_per_file`` so that one long recording does not
 spend a class's share, and writes them as Opus (about 30 kb/s at the default compression,
 against about 700 kb/s for the FLAC). The packed folder is a corpus: its ``manifest.jsonl``
-feeds ``samstream train --data`` as the rendered one does. Opus is lossy; the model hears
-compressed magnitudes, where its artefacts sit well under the mixtures' interferers.
+feeds ``samstream train --data`` as the rendered one does. Opus is lossy, and a model
+trained on a packed corpus has not yet been compared with one trained on the FLAC.
 """
 from __future__ import annotations
 
