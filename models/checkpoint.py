@@ -23,7 +23,7 @@ def save_checkpoint(model: SeparationDiT, directory: Path, extra: dict | None = 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.save(directory / CONFIG_NAME)
-    tensors = {name: value.detach().contiguous() for name, value in model.state_dict().items()}
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     metadata = {key: json.dumps(value) for key, value in (extra or {}).items()}
     partial = directory / (WEIGHTS_NAME + ".partial")
     save_file(tensors, str(partial), metadata=metadata)

@@ -216,6 +216,10 @@ MODEL_PRESETS = {
     # small-detail whose detail channels are refined per bin under the token (grown from it).
     "small-refined": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192,
                                                                detail_channels=16, detail_blocks=1)),
+    # The largest the bundled model may be: 4.4 M parameters (17.5 MB of float32, under the 25 MB
+    # a default model may take), trained from scratch on a GPU (scripts/device_train.sh).
+    "medium-detail": ModelConfig(transformer=TransformerConfig(width=192, depth=6, heads=6, context_frames=192,
+                                                               detail_channels=16)),
     "gpu-large": ModelConfig(transformer=TransformerConfig(width=512, depth=12, heads=8, mlp_ratio=4,
                                                            context_frames=256)),
 }

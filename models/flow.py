@@ -33,9 +33,18 @@ class Conditioning:
         def fit(values):
             if values.shape[1] >= frames:
                 return values[:, :frames]
-            padding = torch.zeros((values.shape[0], frames - values.shape[1], *values.shape[2:]), dtype=values.dtype)
+            padding = values.new_zeros((values.shape[0], frames - values.shape[1], *values.shape[2:]))
             return torch.cat((values, padding), dim=1)
         return Conditioning(self.text, self.example_features, self.has_example, fit(self.anchors), fit(self.visual))
+
+    def pin_memory(self) -> Conditioning:
+        """Page-locked copies, which a DataLoader with ``pin_memory`` asks for."""
+        return Conditioning(*(values.pin_memory() for values in
+                              (self.text, self.example_features, self.has_example, self.anchors, self.visual)))
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Conditioning:
+        return Conditioning(*(values.to(device, non_blocking=non_blocking) for values in
+                              (self.text, self.example_features, self.has_example, self.anchors, self.visual)))
 
     @classmethod
     def empty(cls, config: ModelConfig, batch: int, frames: int) -> Conditioning:
@@ -76,7 +85,8 @@ def lookahead_align(features: torch.Tensor, lookahead: int) -> torch.Tensor:
 
 
 def sample_times(batch: int, config: ModelConfig, generator=None) -> torch.Tensor:
-    normal = torch.randn(batch, generator=generator)
+    device = generator.device if generator is not None else None
+    normal = torch.randn(batch, generator=generator, device=device)
     return torch.sigmoid(config.flow.logit_normal_mean + config.flow.logit_normal_std * normal)
 
 
@@ -86,7 +96,8 @@ def sample_training_times(batch: int, config: ModelConfig, zero_time_share: floa
     time = sample_times(batch, config, generator)
     if zero_time_share <= 0:
         return time
-    return torch.where(torch.rand(batch, generator=generator) < zero_time_share, torch.zeros_like(time), time)
+    drawn = torch.rand(batch, generator=generator, device=time.device)
+    return torch.where(drawn < zero_time_share, torch.zeros_like(time), time)
 
 
 def bin_weights(features: torch.Tensor, compression: float, weight_exponent: float | None) -> torch.Tensor:
@@ -134,12 +145,12 @@ def flow_matching_loss(model: torch.nn.Module, mixture: torch.Tensor, target: to
     data = mask_targets(mix_spec, target_spec, mix_spec - target_spec)
     features = mixture_features(mix_spec, config.transformer.compression)
     conditioning = conditioning.fitted(data.shape[1])
-    noise = torch.randn(data.shape, generator=generator)
+    noise = torch.randn(data.shape, generator=generator, device=data.device)
     time = sample_training_times(data.shape[0], config, zero_time_share, generator)
     noisy = (1 - time[:, None, None]) * noise + time[:, None, None] * data
     velocity = model(lookahead_align(features, config.transformer.lookahead_frames), noisy, time,
                      conditioning.text, conditioning.example_features, conditioning.has_example,
-                     conditioning.anchors, conditioning.visual)
+                     conditioning.anchors, conditioning.visual).float()  # bfloat16 under autocast
     # The velocity error times the time left is the denoiser's error: the loss stays finite
     # near t = 1 and weighs every time alike. Bins are weighted by the mixture's level:
     # silent bins matter little to the ear.
@@ -168,9 +179,10 @@ def generate_masks(model: SeparationDiT, mixture_spectrum: torch.Tensor, conditi
                                config.transformer.lookahead_frames)
     batch, frames, bins = features.shape
     conditioning = conditioning.fitted(frames)
-    state = torch.randn(batch, frames, 2 * bins) if noise is None else noise.clone()
+    device = features.device
+    state = torch.randn(batch, frames, 2 * bins, device=device) if noise is None else noise.to(device)
     for index in range(steps):
-        time = torch.full((batch,), index / steps)
+        time = torch.full((batch,), index / steps, device=device)
         state = state + model(features, state, time, conditioning.text, conditioning.example_features,
                               conditioning.has_example, conditioning.anchors, conditioning.visual) / steps
     return consistent_target_mask(state)

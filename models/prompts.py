@@ -8,7 +8,7 @@ mixture (``models.data.av_clips``), half of them with no other prompt.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +67,10 @@ class PromptSampler:
         if caption not in self._embeddings:
             self._embeddings[caption] = np.asarray(self.embed_text(caption), np.float32)
         return self._embeddings[caption]
+
+    def embed_captions(self, captions: Iterable[str]) -> None:
+        for caption in captions:
+            self.text_embedding(caption)
 
     def example(self, rng: np.random.Generator, seconds: float, regime=None) -> TrainingExample:
         mixture = self.source.sample(rng, seconds)

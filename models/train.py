@@ -62,18 +62,23 @@ class TrainSettings:
     # Mixture RMS drawn per example, dBFS. The model hears compressed magnitudes, so the level it was
     # trained over is the level it separates best (benchmarks/bench_level.py).
     level_db: tuple[float, float] = MixtureConfig.level_db
+    device: str = "cpu"  # "cuda" trains on the GPU (under torchrun, each rank on its LOCAL_RANK's)
+    precision: str = "float32"  # "bfloat16": the network under autocast; losses and weights stay float32
+    workers: int = 0  # batch-drawing processes (models.batches); 0 draws in the loop, and resumes exactly
+    minutes: float = 0.0  # a wall-clock budget: the schedule ends at it, or at ``steps``, whichever is first
 
 
 def separate_waveforms(model: SeparationDiT, mixture: torch.Tensor, conditioning: Conditioning, steps: int,
                        noise: torch.Tensor | None = None) -> np.ndarray:
     """Torch reference separation of whole (B, n) mixtures -> target waveforms (B, n)."""
     config = model.config
-    spectrum = spectra(mixture, config)
+    spectrum = spectra(mixture.cpu(), config)
     # The model hears each mixture at the serving path's level (kernels.level); its masks apply as they came.
     parameters = config.level_parameters()
     heard = spectrum if parameters is None else torch.from_numpy(
         np.stack([level_normalised(row, parameters) for row in spectrum.numpy()]))
-    masks = generate_masks(model, heard, conditioning, steps, noise)
+    device = next(model.parameters()).device
+    masks = generate_masks(model, heard.to(device), conditioning.to(device), steps, noise).cpu()
     complex_spectrum = torch.complex(spectrum[..., 0, :], spectrum[..., 1, :]) * masks
     return istft(complex_spectrum.transpose(-1, -2), config.stft.n_fft, config.stft.hop, mixture.shape[-1]).numpy()
 
@@ -119,9 +124,17 @@ def validation_figures(model: SeparationDiT, examples: list[TrainingExample], st
     return {"si_sdri_extract": float(np.mean(extract)), "si_sdri_remove": float(np.mean(remove))}
 
 
-def learning_rate_at(step: int, settings: TrainSettings) -> float:
+def schedule_progress(step: int, settings: TrainSettings, seconds: float = 0.0) -> float:
+    """How far the run is through its schedule, 0..1: by steps, or by time where it has a budget."""
+    progress = step / max(1, settings.steps)
+    if settings.minutes > 0:
+        progress = max(progress, seconds / (60.0 * settings.minutes))
+    return min(1.0, progress)
+
+
+def learning_rate_at(step: int, settings: TrainSettings, seconds: float = 0.0) -> float:
     warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
-    progress = min(1.0, step / max(1, settings.steps))
+    progress = schedule_progress(step, settings, seconds)
     return settings.learning_rate * warm * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
@@ -135,6 +148,12 @@ class Trainer:
             distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if settings.threads:
             torch.set_num_threads(settings.threads)
+        self.device = training_device(settings.device)
+        if settings.workers < 0 or settings.minutes < 0:
+            raise ValueError(f"--workers and --minutes must not be negative, got {settings.workers} and "
+                             f"{settings.minutes}")
+        if settings.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}")
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.sampler = sampler
@@ -146,16 +165,26 @@ class Trainer:
         self.model = SeparationDiT(config)
         if grow is not None and not self.state_path.exists():
             grow_from(self.model, grow)  # a new run that starts from another checkpoint's weights
+        self.model.to(self.device)
         self.ema = copy.deepcopy(self.model).eval()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=settings.learning_rate,
                                            weight_decay=settings.weight_decay)
         self.step = 0
-        self.generator = torch.Generator().manual_seed(settings.seed * 1000 + self.rank)
+        self.seconds = 0.0  # training time of the run so far, resumes included (the time budget's clock)
+        self.generator = torch.Generator(device=self.device).manual_seed(settings.seed * 1000 + self.rank)
         self.rng = np.random.default_rng(settings.seed * 1000 + self.rank)
         self._resume()
         self.network = self.model
         if self.world > 1:
-            self.network = torch.nn.parallel.DistributedDataParallel(self.model)
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.batches = None
+        if settings.workers:
+            from .batches import worker_batches
+
+            self.batches = worker_batches(sampler, settings.batch_size, settings.seconds, workers=settings.workers,
+                                          seed=settings.seed, rank=self.rank, first_step=self.step,
+                                          pin_memory=self.device.type == "cuda")
 
     @property
     def state_path(self) -> Path:
@@ -164,7 +193,7 @@ class Trainer:
     def _resume(self) -> None:
         if not self.state_path.exists():
             return
-        state = torch.load(self.state_path, weights_only=False)
+        state = torch.load(self.state_path, weights_only=False, map_location=self.device)
         # Read through from_dict, so that a field added to the config since (with its default)
         # does not make an old run look like another model.
         if ModelConfig.from_dict(state["config"]) != self.model.config:
@@ -173,7 +202,9 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
-        self.generator.set_state(state["generator"])
+        self.seconds = state.get("seconds", 0.0)
+        if state.get("device", "cpu") == self.device.type:  # a generator's state is its device's own
+            self.generator.set_state(state["generator"].cpu())
         self.rng.bit_generator.state = state["rng"]
         if "pair_difficulty" in state and self.sampler.pair_difficulty is not None:
             self.sampler.pair_difficulty.load_state(state["pair_difficulty"])
@@ -185,7 +216,8 @@ class Trainer:
         save_checkpoint(self.ema, self.run_dir / "checkpoint", extra={"step": self.step})
         state = {"config": self.model.config.to_dict(), "model": self.model.state_dict(),
                  "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-                 "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state}
+                 "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
+                 "seconds": self.seconds, "device": self.device.type}
         if self.sampler.pair_difficulty is not None:
             state["pair_difficulty"] = self.sampler.pair_difficulty.state()
         partial = self.state_path.with_suffix(".partial")
@@ -201,14 +233,20 @@ class Trainer:
     def train_step(self) -> float:
         settings = self.settings
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate_at(self.step, settings)
+            group["lr"] = learning_rate_at(self.step, settings, self.seconds)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(settings.accumulate):
-            batch = self.sampler.batch(settings.batch_size, settings.seconds, self.rng)
-            mixture, target, conditioning = PromptSampler.tensors(batch, self.model.config)
+            if self.batches is None:
+                batch = self.sampler.batch(settings.batch_size, settings.seconds, self.rng)
+                mixture, target, conditioning = PromptSampler.tensors(batch, self.model.config)
+            else:
+                batch, (mixture, target, conditioning) = [], next(self.batches)
+            mixture, target = (values.to(self.device, non_blocking=True) for values in (mixture, target))
+            conditioning = conditioning.to(self.device, non_blocking=True)
             mining = {"improvements": {}} if self.sampler.pair_difficulty is not None else {}
-            loss = self.loss_fn(self.network, mixture, target, conditioning, self.generator, **mining)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16"):
+                loss = self.loss_fn(self.network, mixture, target, conditioning, self.generator, **mining)
             (loss / settings.accumulate).backward()
             if mining:
                 self.sampler.record(batch, mining["improvements"])
@@ -218,6 +256,15 @@ class Trainer:
         self._update_ema()
         self.step += 1
         return total
+
+    def finished(self) -> bool:
+        """At ``steps``, or past the time budget; under torchrun every rank stops at the same step."""
+        done = schedule_progress(self.step, self.settings, self.seconds) >= 1.0
+        if self.world > 1 and self.settings.minutes > 0:
+            flag = torch.tensor([float(done)], device=self.device if self.device.type == "cuda" else "cpu")
+            distributed.all_reduce(flag, op=distributed.ReduceOp.MAX)
+            done = bool(flag.item())
+        return done
 
     def run(self, progress: bool = True) -> dict:
         settings = self.settings
@@ -231,14 +278,16 @@ class Trainer:
                 log.writerow(["step", "loss", "learning_rate", "seconds", "si_sdri_extract", "si_sdri_remove"])
             bar = tqdm(total=settings.steps, initial=self.step, disable=not progress or self.rank != 0,
                        desc=f"train ({count_parameters(self.model) / 1e6:.2f} M parameters)")
-            started = time.time()
-            while self.step < settings.steps:
+            started, resumed_at = time.time(), self.seconds
+            while not self.finished():
                 loss = self.train_step()
+                self.seconds = resumed_at + time.time() - started
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
-                row = [self.step, f"{loss:.5f}", f"{learning_rate_at(self.step, settings):.2e}",
+                row = [self.step, f"{loss:.5f}", f"{learning_rate_at(self.step, settings, self.seconds):.2e}",
                        f"{time.time() - started:.1f}", "", ""]
-                due = self.step % settings.validate_every == 0 or self.step == settings.steps
+                last = self.finished()
+                due = self.step % settings.validate_every == 0 or last
                 if self.validation and self.rank == 0 and due:
                     figures = validation_figures(self.ema, self.validation, settings.validation_steps)
                     row[4:] = [f"{figures['si_sdri_extract']:.2f}", f"{figures['si_sdri_remove']:.2f}"]
@@ -251,10 +300,30 @@ class Trainer:
                 if self.rank == 0:
                     log.writerow(row)
                     handle.flush()
-                if self.step % settings.save_every == 0 or self.step == settings.steps:
+                if self.step % settings.save_every == 0 or last:
                     self.save()
             bar.close()
         return figures
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def training_device(name: str) -> torch.device:
+    """``--device`` as torch names it; under torchrun, "cuda" is the rank's own GPU (LOCAL_RANK)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: not a torch device name (cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: torch sees no CUDA device on this machine")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: training runs on cpu or cuda")
+    return device
 
 
 def settings_from(arguments, base: TrainSettings | None = None) -> TrainSettings:

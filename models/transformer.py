@@ -39,7 +39,7 @@ def mixture_features(spectrum: torch.Tensor, compression: float) -> torch.Tensor
 
 
 def rotary_tables(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    frequencies = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    frequencies = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim)
     angles = positions.to(torch.float32)[:, None] * frequencies[None, :]
     return torch.cos(angles), torch.sin(angles)
 
@@ -62,7 +62,7 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, time: torch.Tensor) -> torch.Tensor:
         half = self.width // 2
-        frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=time.device) / half)
         angles = 1000.0 * time[:, None] * frequencies[None, :]
         return self.mlp(torch.cat((torch.cos(angles), torch.sin(angles)), dim=-1))
 
@@ -240,11 +240,11 @@ class SeparationDiT(nn.Module):
         frames = features.shape[1]
         condition = self.condition(time, text, example_features, has_example)
         tokens = self.embed_frames(features, state, time, anchors, visual)
-        positions = torch.arange(frames)
+        positions = torch.arange(frames, device=features.device)
         cos, sin = rotary_tables(positions, self.head_dim, self.config.transformer.rope_base)
         age = positions[:, None] - positions[None, :]
         allowed = (age >= 0) & (age <= self.config.transformer.context_frames)
-        mask = torch.zeros(frames, frames).masked_fill(~allowed, float("-inf"))
+        mask = torch.zeros(frames, frames, device=features.device).masked_fill(~allowed, float("-inf"))
         for block in self.blocks:
             tokens = block(tokens, condition, cos, sin, mask)
         return self.velocity(self.project(tokens, condition, features), state, time)

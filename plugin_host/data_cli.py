@@ -42,6 +42,9 @@ def register(commands) -> argparse.ArgumentParser:
     pack.add_argument("--seconds-per-file", type=float, default=60.0,
                       help="longest cut of one source (default 60)")
     pack.add_argument("--seed", type=int, default=0)
+    captions = actions.add_parser("captions", help="write the embeddings of a corpus's captions beside it, so "
+                                                   "that training there needs no text encoder")
+    captions.add_argument("--root", default=DEFAULT_ROOT, help=f"corpus folder (default: {DEFAULT_ROOT})")
     return data
 
 
@@ -54,6 +57,12 @@ def run(arguments: argparse.Namespace) -> int:
 
         pack_corpus(arguments.root, arguments.out, arguments.max_mb, arguments.seconds_per_file,
                     seed=arguments.seed)
+        arguments.root = arguments.out  # a packed corpus carries its caption embeddings
+        arguments.data_command = "captions"
+    if arguments.data_command == "captions":
+        from samstream.models.caption_embeddings import embed_corpus_captions
+
+        print(f"wrote {embed_corpus_captions(arguments.root)}")
         return 0
     if arguments.data_command != "build":
         raise BuildError(f"unknown data action {arguments.data_command!r}")

@@ -5,6 +5,7 @@ torch is imported only inside these commands, never by the serving path.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from samstream.models.config import MODEL_PRESETS
@@ -38,6 +39,13 @@ def register(commands) -> None:
                        help="share of the interferer draw weighed by how badly the model separates each pair")
     train.add_argument("--level-range", dest="level_db", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help="mixture RMS drawn per training example, dBFS (default -32 -12)")
+    train.add_argument("--device", help="cpu (default) or cuda; under torchrun each rank takes its LOCAL_RANK's GPU")
+    train.add_argument("--precision", choices=("float32", "bfloat16"),
+                       help="bfloat16 runs the network under autocast (for a GPU); weights stay float32")
+    train.add_argument("--workers", type=int,
+                       help="processes drawing batches beside the loop (default 0: in the loop, exact resume)")
+    train.add_argument("--minutes", type=float,
+                       help="a wall-clock budget: the schedule ends at it, or at --steps, whichever comes first")
     train.add_argument("--no-progress", action="store_true")
 
     distill = commands.add_parser("distill", help="distil the multi-step teacher into a 1- or 2-step student")
@@ -73,6 +81,11 @@ def validation_examples(entries, root: str, count: int, sampler):
     from samstream.models.data.validation import float_items
 
     examples = []
+    if count <= 0:
+        return examples
+    if not any(entry.split == "val" for entry in entries):  # a packed corpus holds training sources only
+        print(f"{root}: no validation split; training without the periodic validation figure")
+        return examples
     for meta, mixture, target in float_items(entries, root, per_class=1):
         if len(examples) >= count:
             break
@@ -86,7 +99,6 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     from samstream.models.data.manifest import read_manifest
     from samstream.models.data.mixtures import MixtureConfig, MixtureSampler
     from samstream.models.prompts import CorpusSource, PromptSampler
-    from samstream.models.text_encoder import TextEncoder
 
     manifest = Path(data) / "manifest.jsonl"
     if not manifest.exists():
@@ -101,9 +113,26 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
         from samstream.models.data.hard_pairs import PairDifficulty
 
         corpus.pair_difficulty = PairDifficulty(corpus.classes, mining_share=settings.hard_pairs)
-    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, TextEncoder.load().encode,
+    sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, caption_encoder(data),
                             visual_share=getattr(settings, "visual_share", 0.0))
-    return sampler, validation_examples(entries, data, validation_count, sampler)
+    validation = validation_examples(entries, data, validation_count, sampler)
+    # Every caption is embedded before training starts, so that batch workers never run the encoder.
+    sampler.embed_captions(caption for captions in corpus.captions.values() for caption in captions)
+    return sampler, validation
+
+
+def caption_encoder(data: str):
+    """The corpus's stored caption embeddings where it has them (a packed corpus does), else the text encoder."""
+    from samstream.models import caption_embeddings
+
+    stored = caption_embeddings.corpus_file(data)
+    if os.path.exists(stored):
+        table = caption_embeddings.CaptionEmbeddings.load(stored)
+        print(f"caption embeddings: {len(table.table)} from {stored} ({table.encoder_id})")
+        return table
+    from samstream.models.text_encoder import TextEncoder
+
+    return TextEncoder.load().encode
 
 
 def run_train(arguments: argparse.Namespace) -> int:
