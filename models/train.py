@@ -152,6 +152,8 @@ class Trainer:
         if settings.workers < 0 or settings.minutes < 0:
             raise ValueError(f"--workers and --minutes must not be negative, got {settings.workers} and "
                              f"{settings.minutes}")
+        if not 0.0 <= settings.zero_time_share <= 1.0:
+            raise ValueError(f"--zero-time-share must lie in [0, 1], got {settings.zero_time_share}")
         if settings.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}")
         self.settings = settings

@@ -35,6 +35,8 @@ def register(commands) -> None:
                        help="share of examples that carry a drawn clip's visual prompt (trains the visual gate)")
     train.add_argument("--distortion-weight", dest="distortion_weight", type=float,
                        help="weight of the one-step estimate's error in dB (SDR) beside the flow loss")
+    train.add_argument("--zero-time-share", dest="zero_time_share", type=float,
+                       help="share of each batch trained at t = 0, the one-step sampler's estimate (default 0.5)")
     train.add_argument("--hard-pairs", dest="hard_pairs", type=float,
                        help="share of the interferer draw weighed by how badly the model separates each pair")
     train.add_argument("--level-range", dest="level_db", type=float, nargs=2, metavar=("LOW", "HIGH"),

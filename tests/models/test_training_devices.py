@@ -93,5 +93,7 @@ def test_a_missing_or_unknown_device_is_refused_with_one_clear_error(tmp_path):
             Trainer(config, TrainSettings(**{**settings.__dict__, "device": name}), tmp_path, sampler, validation)
     with pytest.raises(ValueError, match="--precision"):
         Trainer(config, TrainSettings(**{**settings.__dict__, "precision": "float16"}), tmp_path, sampler, validation)
+    with pytest.raises(ValueError, match="--zero-time-share"):
+        Trainer(config, TrainSettings(**{**settings.__dict__, "zero_time_share": 1.5}), tmp_path, sampler, validation)
     with pytest.raises(ValueError, match="must not be negative"):
         Trainer(config, TrainSettings(**{**settings.__dict__, "workers": -1}), tmp_path, sampler, validation)

@@ -118,10 +118,23 @@ def test_the_device_training_script_trains_on_a_packed_corpus_and_leaves_its_che
     done = subprocess.run(["bash", "scripts/device_train.sh", str(out), "small", "0.05", "--batch-size", "2",
                            "--seconds", "1"], cwd=repository, env=environment, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(out)) == ["config.json", "log.csv", "model.safetensors", "summary.txt"]
+    assert sorted(os.listdir(out)) == ["config.json", "log.csv", "model.safetensors", "summary.txt"]  # < 15 MiB
     steps = checkpoint_metadata(out)["step"]
     assert 0 < steps < 10000000  # stopped by its 3 s budget, not by its steps
-    assert load_checkpoint(out).config.transformer.width == 128
+    whole = load_checkpoint(out)
+    assert whole.config.transformer.width == 128
+    # Weights over the limit on returned files come back in parts that join into the same checkpoint.
+    parts = tmp_path / "parts"
+    done = subprocess.run(["bash", "scripts/device_train.sh", str(parts), "small", "0.02", "--batch-size", "1",
+                           "--seconds", "1"], cwd=repository, env={**environment, "SAMSTREAM_PART_MIB": "4"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pieces = sorted(name for name in os.listdir(parts) if name.startswith("model.safetensors.part-"))
+    assert pieces == ["model.safetensors.part-00", "model.safetensors.part-01"]
+    with open(parts / "model.safetensors", "wb") as joined:
+        for piece in pieces:
+            joined.write((parts / piece).read_bytes())
+    assert load_checkpoint(parts).config == whole.config
     assert f"steps {steps} in" in (out / "summary.txt").read_text()
     refused = subprocess.run(["bash", "scripts/device_train.sh", str(out)], cwd=repository,
                              env={**environment, "SAMSTREAM_DATA": str(tmp_path / "nothing")},
