@@ -135,17 +135,23 @@ def test_distributed_data_parallel_with_torchrun(tmp_path):
         "import sys; sys.path.insert(0, sys.argv[2])\n"
         "from tests.models.test_training import toy_setup\n"
         "from samstream.models.train import Trainer\n"
-        "config, sampler, validation, settings = toy_setup(steps=2)\n"
+        "import os; from dataclasses import replace\n"
+        "config, sampler, validation, settings = toy_setup(steps=4)\n"
+        "rank = int(os.environ['RANK'])\n"
+        "# Rank 0's time budget runs out at its first step, rank 1's never: both must stop together.\n"
+        "settings = replace(settings, minutes=1e-6 if rank == 0 else 60.0)\n"
         "trainer = Trainer(config, settings, sys.argv[1], sampler, validation)\n"
         "assert trainer.world == 2\n"
-        "trainer.run(progress=False)\n")
+        "trainer.run(progress=False)\n"
+        "open(os.path.join(sys.argv[1], f'rank{rank}'), 'w').write(str(trainer.step))\n")
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                              "--master_port", "29517", str(script), str(tmp_path / "run"), str(ROOT)],
                             capture_output=True, text=True, timeout=300, env=environment)
     # The workers' own messages come first, torchrun's summary of who failed last: keep both.
     assert result.returncode == 0, result.stderr[:3000] + "\n...\n" + result.stderr[-1500:]
-    assert checkpoint_metadata(tmp_path / "run" / "checkpoint")["step"] == 2
+    assert checkpoint_metadata(tmp_path / "run" / "checkpoint")["step"] == 1
+    assert (tmp_path / "run" / "rank0").read_text() == (tmp_path / "run" / "rank1").read_text() == "1"
 
 
 def test_si_sdr_is_scale_invariant_and_penalises_noise():
