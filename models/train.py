@@ -144,8 +144,9 @@ class Trainer:
                  loss_fn: Callable | None = None, grow: Path | None = None):
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
-        if self.world > 1 and not distributed.is_initialized():
-            distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.owns_process_group = self.world > 1 and not distributed.is_initialized()
+        if self.owns_process_group:
+            distributed.init_process_group("nccl" if settings.device.startswith("cuda") else "gloo")
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.device = training_device(settings.device)
@@ -305,6 +306,12 @@ class Trainer:
                 if self.step % settings.save_every == 0 or last:
                     self.save()
             bar.close()
+        if self.owns_process_group:
+            # A process group left to the interpreter's exit can abort it ("terminate called without an
+            # active exception" from a communication thread): every rank leaves together, then closes it.
+            distributed.barrier()
+            distributed.destroy_process_group()
+            self.owns_process_group = False
         return figures
 
 
