@@ -53,10 +53,6 @@ class CaptionEmbeddings:
         table = {str(caption): row.astype(np.float32) for caption, row in zip(captions, embeddings, strict=True)}
         return cls(table, encoder, str(path))
 
-    @property
-    def dimension(self) -> int:
-        return len(next(iter(self.table.values())))
-
     def __call__(self, caption: str) -> np.ndarray:
         try:
             return self.table[caption]
@@ -65,14 +61,12 @@ class CaptionEmbeddings:
                              f"from this corpus (`samstream data captions`)") from None
 
 
-def embed_corpus_captions(corpus: str | os.PathLike, encoder=None) -> str:
+def embed_corpus_captions(corpus: str | os.PathLike) -> str:
     """Writes ``caption_embeddings.npz`` for every caption of the corpus's manifest; returns its path."""
     from .data.manifest import read_manifest
+    from .text_encoder import TextEncoder
 
-    if encoder is None:
-        from .text_encoder import TextEncoder
-
-        encoder = TextEncoder.load()
+    encoder = TextEncoder.load()
     entries = read_manifest(os.path.join(corpus, "manifest.jsonl"))
     captions = [caption for entry in entries for caption in entry.captions]
     path = corpus_file(corpus)

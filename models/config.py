@@ -202,6 +202,9 @@ class JudgeConfig:
         return cls(**data)
 
 
+# What `samstream train --precision` accepts: bfloat16 runs the network under autocast.
+PRECISIONS = ("float32", "bfloat16")
+
 # Named sizes for `samstream train --preset`. "gpu-large" (59 M parameters, head size 64) is
 # meant for a GPU: per stream its key/value cache is 12.6 MB per flow step, so 64 streams
 # of one-step hops hold 0.8 GB, and its hop is about 40x the default model's arithmetic.

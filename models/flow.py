@@ -8,7 +8,7 @@ x_1 - x_0. Generated masks are made consistent (they sum to one) before use, so 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -37,14 +37,16 @@ class Conditioning:
             return torch.cat((values, padding), dim=1)
         return Conditioning(self.text, self.example_features, self.has_example, fit(self.anchors), fit(self.visual))
 
+    def mapped(self, function) -> Conditioning:
+        """Every tensor passed through ``function``."""
+        return Conditioning(*(function(getattr(self, field.name)) for field in fields(self)))
+
     def pin_memory(self) -> Conditioning:
         """Page-locked copies, which a DataLoader with ``pin_memory`` asks for."""
-        return Conditioning(*(values.pin_memory() for values in
-                              (self.text, self.example_features, self.has_example, self.anchors, self.visual)))
+        return self.mapped(torch.Tensor.pin_memory)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Conditioning:
-        return Conditioning(*(values.to(device, non_blocking=non_blocking) for values in
-                              (self.text, self.example_features, self.has_example, self.anchors, self.visual)))
+        return self.mapped(lambda values: values.to(device, non_blocking=non_blocking))
 
     @classmethod
     def empty(cls, config: ModelConfig, batch: int, frames: int) -> Conditioning:

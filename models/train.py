@@ -25,7 +25,7 @@ from tqdm import tqdm
 from samstream.kernels.level import level_normalised
 
 from .checkpoint import count_parameters, grow_from, load_checkpoint, save_checkpoint
-from .config import ModelConfig
+from .config import PRECISIONS, ModelConfig
 from .data.mixtures import MixtureConfig
 from .flow import Conditioning, flow_matching_loss, generate_masks, spectra
 from .metrics import si_sdr
@@ -264,7 +264,7 @@ class Trainer:
         """At ``steps``, or past the time budget; under torchrun every rank stops at the same step."""
         done = schedule_progress(self.step, self.settings, self.seconds) >= 1.0
         if self.world > 1 and self.settings.minutes > 0:
-            flag = torch.tensor([float(done)], device=self.device if self.device.type == "cuda" else "cpu")
+            flag = torch.tensor([float(done)], device=self.device)
             distributed.all_reduce(flag, op=distributed.ReduceOp.MAX)
             done = bool(flag.item())
         return done
@@ -282,7 +282,8 @@ class Trainer:
             bar = tqdm(total=settings.steps, initial=self.step, disable=not progress or self.rank != 0,
                        desc=f"train ({count_parameters(self.model) / 1e6:.2f} M parameters)")
             started, resumed_at = time.time(), self.seconds
-            while not self.finished():
+            last = self.finished()
+            while not last:
                 loss = self.train_step()
                 self.seconds = resumed_at + time.time() - started
                 bar.update(1)
@@ -313,9 +314,6 @@ class Trainer:
             distributed.destroy_process_group()
             self.owns_process_group = False
         return figures
-
-
-PRECISIONS = ("float32", "bfloat16")
 
 
 def training_device(name: str) -> torch.device:

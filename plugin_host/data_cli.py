@@ -52,17 +52,17 @@ def run(arguments: argparse.Namespace) -> int:
     from samstream.models.data import validation
     from samstream.models.data.build import BuildError, build
 
-    if arguments.data_command == "pack":
-        from samstream.models.data.pack import pack_corpus
-
-        pack_corpus(arguments.root, arguments.out, arguments.max_mb, arguments.seconds_per_file,
-                    seed=arguments.seed)
-        arguments.root = arguments.out  # a packed corpus carries its caption embeddings
-        arguments.data_command = "captions"
-    if arguments.data_command == "captions":
+    if arguments.data_command in ("pack", "captions"):
         from samstream.models.caption_embeddings import embed_corpus_captions
 
-        print(f"wrote {embed_corpus_captions(arguments.root)}")
+        corpus = arguments.root
+        if arguments.data_command == "pack":
+            from samstream.models.data.pack import pack_corpus
+
+            pack_corpus(arguments.root, arguments.out, arguments.max_mb, arguments.seconds_per_file,
+                        seed=arguments.seed)
+            corpus = arguments.out  # a packed corpus carries its caption embeddings
+        print(f"wrote {embed_corpus_captions(corpus)}")
         return 0
     if arguments.data_command != "build":
         raise BuildError(f"unknown data action {arguments.data_command!r}")

@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from samstream.models.config import MODEL_PRESETS
+from samstream.models.config import MODEL_PRESETS, PRECISIONS
 
 PRESETS = tuple(MODEL_PRESETS)
 
@@ -42,7 +42,7 @@ def register(commands) -> None:
     train.add_argument("--level-range", dest="level_db", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help="mixture RMS drawn per training example, dBFS (default -32 -12)")
     train.add_argument("--device", help="cpu (default) or cuda; under torchrun each rank takes its LOCAL_RANK's GPU")
-    train.add_argument("--precision", choices=("float32", "bfloat16"),
+    train.add_argument("--precision", choices=PRECISIONS,
                        help="bfloat16 runs the network under autocast (for a GPU); weights stay float32")
     train.add_argument("--workers", type=int,
                        help="processes drawing batches beside the loop (default 0: in the loop, exact resume)")
@@ -118,8 +118,8 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     sampler = PromptSampler(CorpusSource(corpus, config, HOP), config, caption_encoder(data),
                             visual_share=getattr(settings, "visual_share", 0.0))
     validation = validation_examples(entries, data, validation_count, sampler)
-    # Every caption is embedded before training starts, so that batch workers never run the encoder.
-    sampler.embed_captions(caption for captions in corpus.captions.values() for caption in captions)
+    if getattr(settings, "workers", 0):  # embedded before the workers fork, so that they never run the encoder
+        sampler.embed_captions(caption for captions in corpus.captions.values() for caption in captions)
     return sampler, validation
 
 
