@@ -18,33 +18,28 @@ from pathlib import Path
 import numpy as np
 
 from samstream.models.config import JudgeConfig
-from samstream.models.judge import RESEPARATION_LEVEL_DBFS, Judge, Reseparator, window_starts
+from samstream.models.judge import (
+    FEATURE_SCALE_DB,
+    Judge,
+    Reseparator,
+    mixture_posterior,
+    posterior_features,
+    reseparation_gain,
+    window_starts,
+)
 from samstream.models.judge_train import Separations, use_one_thread
-from samstream.models.metrics import si_sdr, stft_frames
+from samstream.models.metrics import si_sdr
 from samstream.models.text_encoder import TextEncoder
 from samstream.plugin_host.judge_cli import judge_mixtures
 
-N_FFT, HOP = 1024, 256
 
-
-def posterior_features(mixture: np.ndarray, estimates: dict[str, np.ndarray], embedding: np.ndarray,
-                       reseparator: Reseparator) -> dict[str, np.ndarray]:
-    gain = 10.0 ** (RESEPARATION_LEVEL_DBFS / 20.0) / max(float(np.sqrt(np.mean(mixture ** 2))), 1e-9)
-    model_target = reseparator.target((mixture * gain).astype(np.float32), embedding) / gain
-    spectrum = stft_frames(mixture, N_FFT, HOP)
-    model_spectrum = stft_frames(model_target.astype(np.float32), N_FFT, HOP)
-    power = np.abs(spectrum) ** 2
-    total = float(power.sum()) + 1e-12
-    mask = np.clip(np.abs(model_spectrum) / (np.abs(spectrum) + 1e-9), 0.0, 1.0)
-    variance = float((power * mask * (1.0 - mask)).sum())
-    expected_target = float((power * mask).sum())
-    out = {}
-    for kind, estimate in estimates.items():
-        distance = float((np.abs(stft_frames(estimate.astype(np.float32), N_FFT, HOP) - model_spectrum) ** 2).sum())
-        out[kind] = np.array([10 * np.log10(expected_target / (distance + variance + 1e-12)),
-                              10 * np.log10(variance / total + 1e-12), 10 * np.log10(distance / total + 1e-12),
-                              10 * np.log10(expected_target / total + 1e-12)], np.float32)
-    return out
+def posterior_figures(mixture: np.ndarray, estimates: dict[str, np.ndarray], embedding: np.ndarray,
+                      reseparator: Reseparator, config: JudgeConfig) -> dict[str, np.ndarray]:
+    """kind -> the judge's ``POSTERIOR_NAMES`` of that estimate, in dB."""
+    posterior = mixture_posterior(mixture, embedding, reseparator, config)
+    gain = reseparation_gain(mixture)
+    return {kind: FEATURE_SCALE_DB * posterior_features(posterior, estimate * gain, config)
+            for kind, estimate in estimates.items()}
 
 
 def main() -> int:
@@ -73,7 +68,7 @@ def main() -> int:
             if len(mixture) < config.window_samples or np.sum(target ** 2) < 1e-5 * np.sum(mixture ** 2):
                 continue
             cut = {kind: estimate[window] for kind, estimate in estimates.items()}
-            posterior = posterior_features(mixture, cut, embedding, reseparator)
+            posterior = posterior_figures(mixture, cut, embedding, reseparator, config)
             for kind, estimate in cut.items():
                 rows["truth"].append(np.clip(si_sdr(estimate, target), -30, 30))
                 rows["judge"].append(judge.judge(mixture, estimate, embedding).score_db)

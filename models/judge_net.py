@@ -103,10 +103,12 @@ def load_judge(folder: Path) -> JudgeNet:
 
 
 def with_fusion(base: JudgeNet, consistency_features: int) -> JudgeNet:
-    """A judge with ``base``'s band network and a new fusion network for the consistency features."""
+    """A judge with ``base``'s band network (``base`` may be fused already: its fusion is dropped)
+    and a new fusion network for the consistency features."""
     config = dataclasses.replace(base.config, consistency_features=consistency_features)
     model = JudgeNet(config)
-    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    band = {name: value for name, value in base.state_dict().items() if not name.startswith("fusion.")}
+    missing, unexpected = model.load_state_dict(band, strict=False)
     if unexpected or any(not name.startswith("fusion.") for name in missing):
         raise ValueError(f"the base judge does not fit: missing {missing}, unexpected {unexpected}")
     return model

@@ -25,7 +25,14 @@ import numpy as np
 import torch
 
 from .config import JudgeConfig
-from .judge import CONSISTENCY_NAMES, Reseparator, band_weights, consistency_features, judge_features
+from .judge import (
+    WITH_POSTERIOR,
+    Reseparator,
+    band_weights,
+    consistency_features,
+    judge_features,
+    mixture_posterior,
+)
 from .judge_net import JudgeNet
 from .metrics import ideal_ratio_mask, istft_frames, si_sdr, spearman
 
@@ -56,7 +63,9 @@ class JudgeSet:
     kind: np.ndarray  # (examples,) str: how the estimate was made
     mixture_id: np.ndarray  # (examples,) int: windows of one mixture share it
     window_id: np.ndarray  # (examples,) int: the estimates of one window share it
-    consistency: np.ndarray | None = None  # (examples, len(CONSISTENCY_NAMES)) float32, or (examples, 0)
+    # (examples, len(WITH_POSTERIOR)) float32; (examples, len(CONSISTENCY_NAMES)) in older sets; or
+    # (examples, 0). A judge takes the first ``consistency_features`` columns.
+    consistency: np.ndarray | None = None
 
     def __post_init__(self):
         if self.consistency is None:
@@ -173,8 +182,8 @@ def box_blur(values: np.ndarray, frames: int, bins: int) -> np.ndarray:
 def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: JudgeConfig, weights: np.ndarray,
                mixture_id: int, embedding: np.ndarray, reseparator: Reseparator | None = None) -> JudgeSet:
     """Each estimate cut into whole judge windows, each window labelled with its true SI-SDR;
-    with a ``reseparator``, each window's consistency features too (re-separated on its own,
-    as the live judge does)."""
+    with a ``reseparator``, each window's consistency features too, with the posterior ones
+    (re-separated on its own, as the live judge does; the mixture once per window)."""
     size = config.window_samples
     features, scores, kinds, windows, consistency = [], [], [], [], []
     for start in range(0, len(item.mixture) - size + 1, size):
@@ -182,11 +191,13 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
         target, mixture = item.target[window], item.mixture[window]
         if 10 * np.log10((np.sum(target ** 2) + 1e-12) / (np.sum(mixture ** 2) + 1e-12)) < SILENT_TARGET_DB:
             continue
+        posterior = None if reseparator is None else mixture_posterior(mixture, embedding, reseparator, config)
         for kind, estimate in estimates.items():
             score = np.clip(si_sdr(estimate[window], target), config.score_floor_db, config.score_ceiling_db)
             features.append(judge_features(mixture, estimate[window], config, weights).astype(np.float16))
             if reseparator is not None:
-                consistency.append(consistency_features(mixture, estimate[window], embedding, reseparator))
+                consistency.append(consistency_features(mixture, estimate[window], embedding, reseparator,
+                                                        posterior, config))
             scores.append(score)
             kinds.append(kind)
             windows.append(mixture_id * WINDOWS_PER_MIXTURE + start // size)
@@ -196,7 +207,7 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
                     np.repeat(embedding[None].astype(np.float32), count, axis=0), np.array(scores, np.float32),
                     np.array(kinds), np.full(count, mixture_id, np.int64), np.array(windows, np.int64),
                     None if reseparator is None else
-                    np.array(consistency, np.float32).reshape(count, len(CONSISTENCY_NAMES)))
+                    np.array(consistency, np.float32).reshape(count, len(WITH_POSTERIOR)))
 
 
 def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, heavy_every: int = 2,
@@ -239,9 +250,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     rng = np.random.default_rng(seed)
     model = model if model is not None else JudgeNet(config)
     fusing = bool(model.config.consistency_features)
-    if fusing and train.consistency.shape[1] != model.config.consistency_features:
-        raise ValueError(f"the set has {train.consistency.shape[1]} consistency features, the judge takes "
-                         f"{model.config.consistency_features}")
+    check_consistency_columns(train, model.config.consistency_features)
     for parameter in model.band_parameters():
         parameter.requires_grad_(not fusing or whole)
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -252,7 +261,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps_per_epoch)
     features = torch.from_numpy(train.features.astype(np.float32))
     text = torch.from_numpy(train.text)
-    consistency = torch.from_numpy(train.consistency) if fusing else None
+    consistency = torch.from_numpy(train.consistency[:, :model.config.consistency_features].copy()) if fusing else None
     target = torch.from_numpy(train.score_db / 10.0)
     windows = torch.from_numpy(train.window_id)
     for epoch in range(epochs):
@@ -278,12 +287,19 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     return model.eval()
 
 
+def check_consistency_columns(data: JudgeSet, wanted: int) -> None:
+    if wanted and data.consistency.shape[1] < wanted:
+        raise ValueError(f"the set has {data.consistency.shape[1]} consistency features, the judge takes {wanted}")
+
+
 def predict(model: JudgeNet, data: JudgeSet, batch_size: int = 256) -> np.ndarray:
+    wanted = model.config.consistency_features
+    check_consistency_columns(data, wanted)
     out = []
     with torch.no_grad():
         for start in range(0, len(data.score_db), batch_size):
             batch = slice(start, start + batch_size)
-            consistency = torch.from_numpy(data.consistency[batch]) if model.config.consistency_features else None
+            consistency = torch.from_numpy(data.consistency[batch, :wanted].copy()) if wanted else None
             out.append(model(torch.from_numpy(data.features[batch].astype(np.float32)),
                              torch.from_numpy(data.text[batch]), consistency).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -35,6 +35,9 @@ def register(commands) -> None:
                        help="training mixtures separated every way whose estimates are also re-separated by the "
                             "model, to fit the fusion of the band network with those consistency features "
                             "(default 100; 0: a band-level judge alone)")
+    train.add_argument("--without-posterior", action="store_true",
+                       help="fuse only the re-separation features of the estimate and its remainder, not the "
+                            "model's posterior of the mixture (one re-separation fewer per window)")
     train.add_argument("--base", metavar="JUDGE",
                        help="a trained band-level judge folder to fuse with the consistency features, instead of "
                             "training its band network again")
@@ -170,7 +173,7 @@ def run(arguments: argparse.Namespace) -> int:
     import numpy as np
 
     from samstream.models.checkpoint import count_parameters
-    from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR
+    from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR, WITH_POSTERIOR
     from samstream.models.judge_net import load_judge, save_judge, with_fusion
     from samstream.models.judge_train import JudgeSet, evaluate_judge, predict, train_judge, use_one_thread
     from samstream.models.text_encoder import TextEncoder
@@ -201,7 +204,8 @@ def run(arguments: argparse.Namespace) -> int:
         print(f"fusing with the consistency features on {len(fusion_set.score_db)} windows of "
               f"{fusion_mixtures} mixtures")
         model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
-                            model=with_fusion(model, len(CONSISTENCY_NAMES)))
+                            model=with_fusion(model, len(CONSISTENCY_NAMES if arguments.without_posterior
+                                                         else WITH_POSTERIOR)))
         if arguments.fine_tune_epochs:
             print(f"fine-tuning the band network beside the fusion, {arguments.fine_tune_epochs} epochs")
             model = train_judge(fusion_set, model.config, epochs=arguments.fine_tune_epochs,

@@ -1,5 +1,6 @@
 """The judge's consistency features (the separation model asked again about an estimate and its
-remainder), the fusion network that takes them, and sets that carry them."""
+remainder, and about the window's mixture), the fusion network that takes them, and sets that
+carry them."""
 from __future__ import annotations
 
 import json
@@ -15,11 +16,15 @@ from samstream.models.config import JudgeConfig
 from samstream.models.judge import (
     CONSISTENCY_NAMES,
     DEFAULT_JUDGE_DIR,
+    POSTERIOR_NAMES,
+    WITH_POSTERIOR,
     Judge,
     JudgeFolderError,
     Reseparator,
     consistency_features,
     judge_features,
+    mixture_posterior,
+    reseparation_gain,
 )
 from samstream.models.judge_net import JudgeNet, save_judge, with_fusion
 from samstream.models.judge_train import JudgeMixture, JudgeSet, Separations, build_judge_set, predict, train_judge
@@ -49,8 +54,8 @@ def example():
     return mixture, speech, hum
 
 
-def named(values: np.ndarray) -> dict[str, float]:
-    return dict(zip(CONSISTENCY_NAMES, (20.0 * values).tolist(), strict=True))
+def named(values: np.ndarray, names=CONSISTENCY_NAMES) -> dict[str, float]:
+    return dict(zip(names, (20.0 * values).tolist(), strict=True))
 
 
 def test_consistency_features_find_interference_kept_and_target_missed(example, encoder, reseparator):
@@ -68,13 +73,47 @@ def test_consistency_features_find_interference_kept_and_target_missed(example, 
     assert clean["combined"] > everything["combined"] > wrong["combined"] + 20.0
 
 
+def with_posterior(mixture: np.ndarray, estimate: np.ndarray, prompt: np.ndarray, reseparator) -> np.ndarray:
+    posterior = mixture_posterior(mixture, prompt, reseparator, CONFIG)
+    return consistency_features(mixture, estimate, prompt, reseparator, posterior, CONFIG)
+
+
 def test_consistency_features_do_not_depend_on_the_input_level(example, encoder, reseparator):
     mixture, speech, _ = example
     prompt = encoder.encode("speech")
-    at_level = consistency_features(mixture[WINDOW], speech[WINDOW], prompt, reseparator)
+    at_level = with_posterior(mixture[WINDOW], speech[WINDOW], prompt, reseparator)
+    assert at_level.shape == (len(WITH_POSTERIOR),)
+    np.testing.assert_array_equal(at_level[:len(CONSISTENCY_NAMES)],
+                                  consistency_features(mixture[WINDOW], speech[WINDOW], prompt, reseparator))
     for gain in (0.05, 4.0):
-        np.testing.assert_allclose(consistency_features(gain * mixture[WINDOW], gain * speech[WINDOW], prompt,
-                                                        reseparator), at_level, atol=1e-3)
+        np.testing.assert_allclose(with_posterior(gain * mixture[WINDOW], gain * speech[WINDOW], prompt, reseparator),
+                                   at_level, atol=1e-3)
+
+
+def test_the_posterior_rates_the_model_s_own_target_by_its_uncertainty_and_worse_estimates_lower(
+        example, encoder, reseparator):
+    mixture, speech, hum = example
+    prompt = encoder.encode("speech")
+    window = mixture[WINDOW]
+    posterior = mixture_posterior(window, prompt, reseparator, CONFIG)
+    gain = reseparation_gain(window)
+    own = reseparator.target(window * np.float32(gain), prompt) / gain
+
+    def rated(estimate):
+        return named(with_posterior(window, estimate, prompt, reseparator)[len(CONSISTENCY_NAMES):], POSTERIOR_NAMES)
+    model, clean, everything, wrong = (rated(estimate) for estimate in (own, speech[WINDOW], window, hum[WINDOW]))
+    # The model's own target is at no distance from itself: its predicted SDR is the target's
+    # expected energy over the model's own uncertainty.
+    assert model["distance"] == pytest.approx(-60.0)
+    assert model["posterior_sdr"] == pytest.approx(model["expected_target"] - model["uncertainty"], abs=0.01)
+    # One mixture, one posterior: what depends on the estimate is the distance alone.
+    for other in (clean, everything, wrong):
+        assert other["uncertainty"] == pytest.approx(model["uncertainty"])
+        assert other["expected_target"] == pytest.approx(model["expected_target"])
+    assert posterior.uncertainty < posterior.expected_target < posterior.mixture_energy
+    assert model["posterior_sdr"] > everything["posterior_sdr"] > wrong["posterior_sdr"]
+    assert clean["posterior_sdr"] > everything["posterior_sdr"]
+    assert wrong["distance"] > everything["distance"] > model["distance"]
 
 
 def fusion_set(rng: np.random.Generator, windows: int = 6, per_window: int = 4) -> JudgeSet:
@@ -110,20 +149,33 @@ def test_fusion_learns_from_the_consistency_features_and_leaves_the_band_network
                     FUSED, epochs=1, model=with_fusion(base, len(CONSISTENCY_NAMES)))
 
 
-def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encoder, reseparator):
+@pytest.mark.parametrize("names", [CONSISTENCY_NAMES, WITH_POSTERIOR], ids=["re-separation", "with-posterior"])
+def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encoder, reseparator, names):
     torch.manual_seed(1)
-    model = with_fusion(JudgeNet(CONFIG), len(CONSISTENCY_NAMES)).eval()
+    model = with_fusion(JudgeNet(CONFIG), len(names)).eval()
     save_judge(model, tmp_path)
     judge = Judge(tmp_path, reseparator=reseparator)
+    assert judge.uses_posterior == (names == WITH_POSTERIOR)
     mixture, speech, _ = example
     prompt = np.array(encoder.encode("speech"))  # writable, for torch
     features = judge_features(mixture[WINDOW], speech[WINDOW], CONFIG)
-    consistency = consistency_features(mixture[WINDOW], speech[WINDOW], prompt, reseparator)
+    consistency = (with_posterior if judge.uses_posterior else consistency_features)(
+        mixture[WINDOW], speech[WINDOW], prompt, reseparator)
     with torch.no_grad():
         expected = float(model(torch.from_numpy(features[None]), torch.from_numpy(prompt[None]),
                                torch.from_numpy(consistency[None]))[0])
     assert judge.score_features(features, prompt, consistency) == pytest.approx(expected, abs=1e-4)
     assert judge.judge(mixture[WINDOW], speech[WINDOW], prompt).score_db == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_fused_judge_can_be_the_base_of_a_new_fusion():
+    torch.manual_seed(2)
+    first = with_fusion(JudgeNet(CONFIG), len(CONSISTENCY_NAMES))
+    second = with_fusion(first, len(WITH_POSTERIOR))
+    assert second.config.consistency_features == len(WITH_POSTERIOR)
+    for name, value in first.state_dict().items():
+        if not name.startswith("fusion."):
+            torch.testing.assert_close(second.state_dict()[name], value)
 
 
 def test_a_judge_asking_for_other_consistency_features_names_its_config(tmp_path):
@@ -165,11 +217,15 @@ def example_set(example, encoder) -> JudgeSet:
 
 def test_sets_carry_consistency_features_and_older_sets_still_load(tmp_path, example_set):
     data = example_set
-    assert data.consistency.shape == (len(data.score_db), len(CONSISTENCY_NAMES))
+    assert data.consistency.shape == (len(data.score_db), len(WITH_POSTERIOR))
 
     def combined(kind):
         return float(data.consistency[data.kind == kind, 4].mean())
     assert combined("oracle") > combined("no_separation") > combined("interferer_oracle")
+    # Each window's mixture is re-separated once: its posterior is the same for all its estimates.
+    uncertainty = data.consistency[:, len(CONSISTENCY_NAMES) + POSTERIOR_NAMES.index("uncertainty")]
+    for window in np.unique(data.window_id):
+        assert np.ptp(uncertainty[data.window_id == window]) == 0.0
     data.save(tmp_path / "with.npz")
     np.testing.assert_array_equal(JudgeSet.load(tmp_path / "with.npz").consistency, data.consistency)
     older = {name: getattr(data, name) for name in ("features", "text", "score_db", "kind", "mixture_id",
@@ -195,7 +251,7 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
     assert trained.returncode == 0, trained.stderr
     assert "fusing with the consistency features" in trained.stdout
     config = json.loads((out / "config.json").read_text())
-    assert config["consistency_features"] == len(CONSISTENCY_NAMES)
+    assert config["consistency_features"] == len(WITH_POSTERIOR)
     # The fused judge keeps a copy of the separator its consistency features came from.
     assert config["reseparator"] == "reseparator"
     bundled = Path(DEFAULT_JUDGE_DIR).parent
@@ -207,3 +263,10 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout[evaluated.stdout.index("{"):])  # after the line naming the cached set
     assert report["spearman"] == pytest.approx(figures["held_out"]["spearman"], abs=1e-3)
+    # The same sets fuse the re-separation features alone, and the judge says so.
+    alone = tmp_path / "alone"
+    trained = cli("train", "--base", str(out), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
+                  "--without-posterior")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((alone / "config.json").read_text())["consistency_features"] == len(CONSISTENCY_NAMES)
