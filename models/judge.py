@@ -266,6 +266,9 @@ class Judgement:
     score_db: float  # predicted SI-SDR of the estimate, mean over the windows
     window_scores_db: tuple[float, ...]
     confidence: float  # the score on a 0..1 scale (``confidence_of``)
+    # The separator's posterior alone: the estimate's predicted SDR (``MixturePosterior``), mean over
+    # the windows; None for a judge without the posterior features.
+    posterior_sdr_db: float | None = None
 
 
 class Judge:
@@ -333,15 +336,18 @@ class Judge:
     def judge(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray) -> Judgement:
         """(n,) mixture and target estimate at the judge's rate -> the judgement over its windows."""
         size = self.config.window_samples
-        scores = []
+        scores, posterior_scores = [], []
         for start in window_starts(len(mixture), self.config):
             stop = min(start + size, len(mixture))
             features = judge_features(mixture[start:stop], estimate[start:stop], self.config, self.weights)
             consistency = None if self.reseparator is None else self.consistency(
                 mixture[start:stop], estimate[start:stop], text_embedding)
             scores.append(self.score_features(features, text_embedding, consistency))
+            if self.uses_posterior:
+                posterior_scores.append(FEATURE_SCALE_DB * float(consistency[len(CONSISTENCY_NAMES)]))
         score = float(np.mean(scores))
-        return Judgement(score, tuple(scores), confidence_of(score))
+        return Judgement(score, tuple(scores), confidence_of(score),
+                         float(np.mean(posterior_scores)) if posterior_scores else None)
 
 
 @dataclass(frozen=True)

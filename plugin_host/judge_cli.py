@@ -45,6 +45,8 @@ def register(commands) -> None:
                        help="after the fusion, epochs in which the band network learns beside it on the "
                             "re-separated mixtures, at a tenth of the learning rate (default 0: measured, it overfits)")
     train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--learning-rate", type=float, default=2e-3,
+                       help="peak learning rate of the one-cycle schedule (default 2e-3)")
     train.add_argument("--out", help="judge folder to write (default: the bundled model's judge/)")
     train.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--judge", help="judge folder (default: the bundled model's judge/)")
@@ -160,7 +162,8 @@ def train_band_judge(arguments, encoder, held_out, extra_band_sets: list):
         train_set = JudgeSet.join([train_set, mask_set])
     train_set = JudgeSet.join([train_set, *extra_band_sets])
     print(f"training the band network on {len(train_set.score_db)} windows")
-    model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed)
+    model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed,
+                        learning_rate=arguments.learning_rate)
     figures = {"train": evaluate_judge(predict(model, train_set), train_set),
                "training_mixtures": arguments.mixtures, "mask_only_mixtures": arguments.mask_mixtures,
                "extra_sets": [Path(path).name for path in arguments.extra_set]}
@@ -203,9 +206,9 @@ def run(arguments: argparse.Namespace) -> int:
         fusion_mixtures = len(np.unique(fusion_set.mixture_id))
         print(f"fusing with the consistency features on {len(fusion_set.score_db)} windows of "
               f"{fusion_mixtures} mixtures")
+        names = CONSISTENCY_NAMES if arguments.without_posterior else WITH_POSTERIOR
         model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
-                            model=with_fusion(model, len(CONSISTENCY_NAMES if arguments.without_posterior
-                                                         else WITH_POSTERIOR)))
+                            learning_rate=arguments.learning_rate, model=with_fusion(model, len(names)))
         if arguments.fine_tune_epochs:
             print(f"fine-tuning the band network beside the fusion, {arguments.fine_tune_epochs} epochs")
             model = train_judge(fusion_set, model.config, epochs=arguments.fine_tune_epochs,
@@ -215,6 +218,7 @@ def run(arguments: argparse.Namespace) -> int:
                     "fine_tune_epochs": arguments.fine_tune_epochs}
     figures |= {"held_out": evaluate_judge(predict(model, held_out), held_out),
                 "held_out_per_class": arguments.held_out, "epochs": arguments.epochs,
+                "learning_rate": arguments.learning_rate,
                 "early_checkpoints": [Path(folder).name for folder in arguments.early],
                 "parameters": count_parameters(model)}
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR

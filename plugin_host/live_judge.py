@@ -18,7 +18,7 @@ import numpy as np
 from samstream.kernels.live import record_history
 from samstream.models.judge import Judge, confidence_of
 
-DEFAULT_INTERVAL_S = 1.0  # one judgement re-separates its window twice (~150 ms of a core)
+DEFAULT_INTERVAL_S = 1.0  # one judgement re-separates its window three times (~0.35-0.5 s of a core)
 DEFAULT_MIN_SECONDS = 1.0
 SMOOTHING = 0.5  # weight of the newest judgement; windows overlap, so their scores need little smoothing
 

@@ -165,7 +165,12 @@ def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encode
         expected = float(model(torch.from_numpy(features[None]), torch.from_numpy(prompt[None]),
                                torch.from_numpy(consistency[None]))[0])
     assert judge.score_features(features, prompt, consistency) == pytest.approx(expected, abs=1e-4)
-    assert judge.judge(mixture[WINDOW], speech[WINDOW], prompt).score_db == pytest.approx(expected, abs=1e-4)
+    judgement = judge.judge(mixture[WINDOW], speech[WINDOW], prompt)
+    assert judgement.score_db == pytest.approx(expected, abs=1e-4)
+    if judge.uses_posterior:
+        assert judgement.posterior_sdr_db == pytest.approx(20.0 * consistency[len(CONSISTENCY_NAMES)], abs=1e-4)
+    else:
+        assert judgement.posterior_sdr_db is None
 
 
 def test_a_fused_judge_can_be_the_base_of_a_new_fusion():
