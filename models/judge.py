@@ -15,8 +15,10 @@ Band levels alone cannot tell how loud the target was in the mixture, which is m
 SI-SDR. So the judge also asks the separation model twice (``consistency_features``): given
 the estimate, how much of it does the model throw away (interference the estimate kept), and
 given the remainder, how much of it does the model keep (target the estimate missed)? A
-good estimate survives its own re-separation and leaves nothing of the target behind; the
-judge fuses those scalars with the band network's score.
+good estimate survives its own re-separation and leaves nothing of the target behind. A
+third re-separation, of the mixture, gives the model's posterior of the target
+(``MixturePosterior``): how unsure the model is of the window, and how far the estimate lies
+from the model's own answer. The judge fuses those scalars with the band network's score.
 """
 from __future__ import annotations
 
@@ -172,8 +174,9 @@ class MixturePosterior:
     reference. For any estimate E, sum |E - mX|^2 + uncertainty is its expected error and
     sum |X|^2 m the target's expected energy, so their ratio predicts E's SDR. Measured on held-out
     windows (benchmarks/probe_judge_posterior.py), that ratio alone orders two of the model's
-    outputs of one window right 90.6 % of the time, where the band and re-separation features
-    reach 60.4 %; it cannot tell an estimate better than the model's own, so it joins, not replaces.
+    outputs of one window right 90.6 % of the time (most such pairs hold the one-step output,
+    the posterior mean itself), where the band and re-separation features reach 60.4 %. It
+    cannot tell an estimate better than the model's own, so it joins them, not replaces them.
     """
 
     model_spectrum: np.ndarray  # (frames, bins) complex: the model's target, m X

@@ -6,10 +6,11 @@ mixes a few neighbouring frames with a causal-free convolution (the judge runs o
 finished window, not on the audio path), pools mean and spread over the window and
 regresses one number. Small on purpose: it runs a few times a second beside the model.
 
-A judge with consistency features (``JudgeConfig.consistency_features``) passes that number
-and the scalars of ``judge.consistency_features`` through a small fusion network, which
-gives the final score. The band network is trained first, on many cheap windows; the
-fusion after it, with the band network frozen, on fewer windows that were re-separated.
+A judge with consistency features (``JudgeConfig.consistency_features``: the six of
+``judge.consistency_features``, or ten with the separator's posterior) passes that number and
+those scalars through a small fusion network, which gives the final score. The band network
+is trained first, on many cheap windows; the fusion after it, with the band network frozen,
+on fewer windows that were re-separated.
 """
 from __future__ import annotations
 
