@@ -38,7 +38,7 @@ def posterior_figures(mixture: np.ndarray, estimates: dict[str, np.ndarray], emb
     """kind -> the judge's ``POSTERIOR_NAMES`` of that estimate, in dB."""
     posterior = mixture_posterior(mixture, embedding, reseparator, config)
     gain = reseparation_gain(mixture)
-    return {kind: FEATURE_SCALE_DB * posterior_features(posterior, estimate * gain, config)
+    return {kind: FEATURE_SCALE_DB * posterior_features(posterior, estimate * gain)
             for kind, estimate in estimates.items()}
 
 

@@ -179,6 +179,7 @@ class MixturePosterior:
     cannot tell an estimate better than the model's own, so it joins them, not replaces them.
     """
 
+    config: JudgeConfig  # whose STFT the spectra are in
     model_spectrum: np.ndarray  # (frames, bins) complex: the model's target, m X
     mixture_energy: float
     expected_target: float  # sum |X|^2 m
@@ -193,15 +194,15 @@ def mixture_posterior(mixture: np.ndarray, text_embedding: np.ndarray, reseparat
     spectra = window_spectra(np.stack((mixture, target)), config)
     power = spectra[0].real ** 2 + spectra[0].imag ** 2
     mask = np.clip(np.abs(spectra[1]) / (np.sqrt(power) + 1e-9), 0.0, 1.0)
-    return MixturePosterior(spectra[1], float(power.sum()), float((power * mask).sum()),
+    return MixturePosterior(config, spectra[1], float(power.sum()), float((power * mask).sum()),
                             float((power * mask * (1.0 - mask)).sum()))
 
 
-def posterior_features(posterior: MixturePosterior, estimate: np.ndarray, config: JudgeConfig) -> np.ndarray:
+def posterior_features(posterior: MixturePosterior, estimate: np.ndarray) -> np.ndarray:
     """An estimate at the posterior's level -> (len(POSTERIOR_NAMES),) float32 in units of 20 dB:
     its predicted SDR; then the model's uncertainty, the estimate's distance from the model's
     target and that target's expected energy, each relative to the mixture's energy."""
-    spectrum = window_spectra(np.asarray(estimate, np.float32)[None], config)[0]
+    spectrum = window_spectra(np.asarray(estimate, np.float32)[None], posterior.config)[0]
     difference = spectrum - posterior.model_spectrum
     distance = float((difference.real ** 2 + difference.imag ** 2).sum())
     floor = max(posterior.mixture_energy, 1e-12) * 10.0 ** (CONSISTENCY_FLOOR_DB / 10.0)
@@ -212,8 +213,7 @@ def posterior_features(posterior: MixturePosterior, estimate: np.ndarray, config
 
 
 def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray,
-                         reseparator: Reseparator, posterior: MixturePosterior | None = None,
-                         config: JudgeConfig | None = None) -> np.ndarray:
+                         reseparator: Reseparator, posterior: MixturePosterior | None = None) -> np.ndarray:
     """(n,) mixture and estimate -> (len(CONSISTENCY_NAMES),) float32, in units of 20 dB; given the
     window's ``posterior`` (``mixture_posterior`` of this mixture), (len(WITH_POSTERIOR),).
 
@@ -243,7 +243,7 @@ def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embeddi
     features = decibel_features(ratios)
     if posterior is None:
         return features
-    return np.concatenate((features, posterior_features(posterior, estimate, config or JudgeConfig())))
+    return np.concatenate((features, posterior_features(posterior, estimate)))
 
 
 def window_starts(length: int, config: JudgeConfig) -> list[int]:
@@ -325,7 +325,7 @@ class Judge:
         """One window's consistency features, as this judge was trained on them."""
         posterior = mixture_posterior(mixture, text_embedding, self.reseparator, self.config) \
             if self.uses_posterior else None
-        return consistency_features(mixture, estimate, text_embedding, self.reseparator, posterior, self.config)
+        return consistency_features(mixture, estimate, text_embedding, self.reseparator, posterior)
 
     def score_features(self, features: np.ndarray, text_embedding: np.ndarray,
                        consistency: np.ndarray | None = None) -> float:

@@ -197,7 +197,7 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
             features.append(judge_features(mixture, estimate[window], config, weights).astype(np.float16))
             if reseparator is not None:
                 consistency.append(consistency_features(mixture, estimate[window], embedding, reseparator,
-                                                        posterior, config))
+                                                        posterior))
             scores.append(score)
             kinds.append(kind)
             windows.append(mixture_id * WINDOWS_PER_MIXTURE + start // size)

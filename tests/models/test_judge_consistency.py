@@ -75,7 +75,7 @@ def test_consistency_features_find_interference_kept_and_target_missed(example, 
 
 def with_posterior(mixture: np.ndarray, estimate: np.ndarray, prompt: np.ndarray, reseparator) -> np.ndarray:
     posterior = mixture_posterior(mixture, prompt, reseparator, CONFIG)
-    return consistency_features(mixture, estimate, prompt, reseparator, posterior, CONFIG)
+    return consistency_features(mixture, estimate, prompt, reseparator, posterior)
 
 
 def test_consistency_features_do_not_depend_on_the_input_level(example, encoder, reseparator):
