@@ -60,10 +60,11 @@ def main() -> int:
     for number, item in enumerate(judge_mixtures(arguments.data, "validation", arguments.per_class, 0)):
         embedding = encoder.encode(item.caption)
         row, row_scores = [], {name: [] for name in RANKINGS}
+        posteriors = judge.posteriors(item.mixture, embedding)
         for seed in range(arguments.candidates):
             target = separate(item.mixture[None], 48000, embedding, steps=arguments.steps, seed=seed,
                               stream=False).target[0]
-            judgement = judge.judge(item.mixture, target, embedding)
+            judgement = judge.judge(item.mixture, target, embedding, posteriors)
             row.append(si_sdr(target, item.target))
             row_scores["judge"].append(judgement.score_db)
             row_scores["posterior"].append(judgement.posterior_sdr_db)

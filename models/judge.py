@@ -259,6 +259,11 @@ def window_starts(length: int, config: JudgeConfig) -> list[int]:
     return starts
 
 
+def window_slices(length: int, config: JudgeConfig) -> list[slice]:
+    """The judged windows of a signal of ``length`` samples (``window_starts``), as slices."""
+    return [slice(start, min(start + config.window_samples, length)) for start in window_starts(length, config)]
+
+
 def confidence_of(score_db: float) -> float:
     """A predicted SI-SDR in dB -> 0..1 for a meter."""
     return float(1.0 / (1.0 + np.exp(-score_db / CONFIDENCE_SCALE_DB)))
@@ -321,11 +326,23 @@ class Judge:
     def uses_posterior(self) -> bool:
         return self.config.consistency_features == len(WITH_POSTERIOR)
 
-    def consistency(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
-        """One window's consistency features, as this judge was trained on them."""
-        posterior = mixture_posterior(mixture, text_embedding, self.reseparator, self.config) \
-            if self.uses_posterior else None
-        return consistency_features(mixture, estimate, text_embedding, self.reseparator, posterior)
+    def consistency(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray,
+                    posterior: MixturePosterior | None = None) -> np.ndarray:
+        """One window's consistency features, as this judge was trained on them; ``posterior``: the
+        window's, from ``posteriors``, when it is known already."""
+        if self.uses_posterior and posterior is None:
+            posterior = mixture_posterior(mixture, text_embedding, self.reseparator, self.config)
+        return consistency_features(mixture, estimate, text_embedding, self.reseparator,
+                                    posterior if self.uses_posterior else None)
+
+    def posteriors(self, mixture: np.ndarray, text_embedding: np.ndarray) -> tuple[MixturePosterior, ...] | None:
+        """The separator's posterior of each judged window of ``mixture`` (None for a judge without
+        them). They depend on the mixture and the prompt alone, so one set serves every estimate of
+        that mixture: ``judge(..., posteriors=)`` then re-separates two times a window, not three."""
+        if not self.uses_posterior:
+            return None
+        return tuple(mixture_posterior(mixture[window], text_embedding, self.reseparator, self.config)
+                     for window in window_slices(len(mixture), self.config))
 
     def score_features(self, features: np.ndarray, text_embedding: np.ndarray,
                        consistency: np.ndarray | None = None) -> float:
@@ -336,15 +353,19 @@ class Judge:
             feeds["consistency"] = np.ascontiguousarray(np.asarray(consistency, np.float32)[None])
         return float(self.session.run(None, feeds)[0][0])
 
-    def judge(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray) -> Judgement:
-        """(n,) mixture and target estimate at the judge's rate -> the judgement over its windows."""
-        size = self.config.window_samples
+    def judge(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray,
+              posteriors: tuple[MixturePosterior, ...] | None = None) -> Judgement:
+        """(n,) mixture and target estimate at the judge's rate -> the judgement over its windows.
+        ``posteriors``: ``self.posteriors(mixture, text_embedding)``, when several estimates of one
+        mixture are judged."""
+        windows = window_slices(len(mixture), self.config)
+        if posteriors is not None and len(posteriors) != len(windows):
+            raise ValueError(f"{len(posteriors)} posteriors for {len(windows)} windows: they are of another mixture")
         scores, posterior_scores = [], []
-        for start in window_starts(len(mixture), self.config):
-            stop = min(start + size, len(mixture))
-            features = judge_features(mixture[start:stop], estimate[start:stop], self.config, self.weights)
+        for number, window in enumerate(windows):
+            features = judge_features(mixture[window], estimate[window], self.config, self.weights)
             consistency = None if self.reseparator is None else self.consistency(
-                mixture[start:stop], estimate[start:stop], text_embedding)
+                mixture[window], estimate[window], text_embedding, None if posteriors is None else posteriors[number])
             scores.append(self.score_features(features, text_embedding, consistency))
             if self.uses_posterior:
                 posterior_scores.append(FEATURE_SCALE_DB * float(consistency[len(CONSISTENCY_NAMES)]))
@@ -377,11 +398,12 @@ def separate_best_of(audio: np.ndarray, sample_rate: int, text_embedding: np.nda
     rate = judge.config.sample_rate
     mixture = change_rate(np.nan_to_num(np.asarray(audio, np.float32)).mean(axis=0, keepdims=True), sample_rate,
                           rate)[0]
+    posteriors = judge.posteriors(mixture, text_embedding)
     best, best_score, seeds, scores = None, -np.inf, [], []
     for seed in range(first_seed, first_seed + candidates):
         separation = separate(audio, sample_rate, text_embedding, seed=seed, **options)
         estimate = change_rate(separation.target.mean(axis=0, keepdims=True), sample_rate, rate)[0]
-        score = judge.judge(mixture, estimate, text_embedding).score_db
+        score = judge.judge(mixture, estimate, text_embedding, posteriors).score_db
         seeds.append(seed)
         scores.append(score)
         if score > best_score:

@@ -261,7 +261,9 @@ def evaluate(arguments) -> dict:
         estimates.update(baseline_estimates(mixture, n_fft, hop))
         row["scores"] = {method: scores(estimates[method], mixture) for method in METHODS if method in estimates}
         if judge is not None:
-            row["judge"] = {method: [round(judge.judge(mixture.mixture, estimates[method], embedding).score_db, 3),
+            posteriors = judge.posteriors(mixture.mixture, embedding)
+            row["judge"] = {method: [round(judge.judge(mixture.mixture, estimates[method], embedding,
+                                                       posteriors).score_db, 3),
                                      round(si_sdr(estimates[method], mixture.target), 3)]
                             for method in METHODS if method in estimates}
         rows.append(row)

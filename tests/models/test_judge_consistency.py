@@ -173,6 +173,41 @@ def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encode
         assert judgement.posterior_sdr_db is None
 
 
+class CountingReseparator:
+    """The real re-separator, counting how often it is asked."""
+
+    def __init__(self, reseparator: Reseparator):
+        self.inner, self.calls = reseparator, 0
+        self.config, self.length = reseparator.config, reseparator.length
+
+    def target(self, signal: np.ndarray, text_embedding: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return self.inner.target(signal, text_embedding)
+
+
+def test_posteriors_of_a_mixture_serve_every_estimate_of_it(example, encoder, reseparator):
+    counting = CountingReseparator(reseparator)
+    judge = Judge(reseparator=counting)
+    assert judge.uses_posterior
+    mixture, speech, hum = example
+    span = slice(0, 2 * CONFIG.window_samples)  # three half-overlapping windows
+    prompt = encoder.encode("speech")
+    estimates = (speech[span], 0.5 * mixture[span], hum[span])
+    alone = [judge.judge(mixture[span], estimate, prompt) for estimate in estimates]
+    assert counting.calls == 3 * 3 * len(estimates)
+    counting.calls = 0
+    posteriors = judge.posteriors(mixture[span], prompt)
+    assert len(posteriors) == 3 and counting.calls == 3
+    shared = [judge.judge(mixture[span], estimate, prompt, posteriors) for estimate in estimates]
+    assert counting.calls == 3 + 2 * 3 * len(estimates)
+    for one, other in zip(alone, shared, strict=True):
+        assert other.window_scores_db == pytest.approx(one.window_scores_db, abs=1e-5)
+        assert other.posterior_sdr_db == pytest.approx(one.posterior_sdr_db, abs=1e-5)
+    assert shared[0].score_db > shared[2].score_db
+    with pytest.raises(ValueError, match="another mixture"):
+        judge.judge(mixture[WINDOW], speech[WINDOW], prompt, posteriors)
+
+
 def test_a_fused_judge_can_be_the_base_of_a_new_fusion():
     torch.manual_seed(2)
     first = with_fusion(JudgeNet(CONFIG), len(CONSISTENCY_NAMES))
