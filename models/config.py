@@ -171,8 +171,9 @@ class JudgeConfig:
     window_seconds: float = 3.0  # what one judgement covers, live and in training
     score_floor_db: float = -30.0  # training targets are clipped to this range
     score_ceiling_db: float = 30.0
-    # Scalars from re-separating the estimate and its remainder with the separation model
-    # (judge.consistency_features); 0: a judge of band levels alone.
+    # Scalars beside the band network: 6 from re-separating the estimate and its remainder with the
+    # separation model (judge.consistency_features), 10 with its posterior of the mixture, 19 with the
+    # estimate's mask features (judge.FEATURE_COUNTS); 0: a judge of band levels alone.
     consistency_features: int = 0
     fusion_width: int = 32
     # The separation checkpoint those features were made with, a folder inside the judge's own

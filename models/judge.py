@@ -18,7 +18,9 @@ given the remainder, how much of it does the model keep (target the estimate mis
 good estimate survives its own re-separation and leaves nothing of the target behind. A
 third re-separation, of the mixture, gives the model's posterior of the target
 (``MixturePosterior``): how unsure the model is of the window, and how far the estimate lies
-from the model's own answer. The judge fuses those scalars with the band network's score.
+from the model's own answer. Last, from the mixture and the estimate alone, how the estimate's
+mask behaves below a band (``mask_features``): how decided it is, how much fine detail it
+follows, how much it moves. The judge fuses those scalars with the band network's score.
 """
 from __future__ import annotations
 
@@ -46,6 +48,12 @@ CONSISTENCY_NAMES = ("kept", "survives", "self_sdr", "missed", "combined", "targ
 # len(WITH_POSTERIOR) consistency features takes them after the others.
 POSTERIOR_NAMES = ("posterior_sdr", "uncertainty", "distance", "expected_target")
 WITH_POSTERIOR = CONSISTENCY_NAMES + POSTERIOR_NAMES
+# From the mixture and the estimate alone (``mask_features``, no re-separation), taken after the
+# posterior's: a judge with len(WITH_MASK) consistency features takes all three groups.
+MASK_NAMES = ("indecision", "band_indecision", "fine_detail", "time_flux", "frequency_flux", "decided_kept",
+              "decided_dropped", "loud_kept", "quiet_kept")
+WITH_MASK = WITH_POSTERIOR + MASK_NAMES
+FEATURE_COUNTS = (len(CONSISTENCY_NAMES), len(WITH_POSTERIOR), len(WITH_MASK))
 CONSISTENCY_FLOOR_DB = -60.0  # energies are floored this far below the mixture's
 # The separation model's masks depend on the input level (measured: a clean speech estimate
 # keeps 2.3 dB more of itself at -20 dBFS than at -40 dBFS), so the mixture window and what is
@@ -246,6 +254,53 @@ def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embeddi
     return np.concatenate((features, posterior_features(posterior, estimate)))
 
 
+def mask_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig, weights: np.ndarray) -> np.ndarray:
+    """(n,) mixture and estimate -> (len(MASK_NAMES),) float32: the estimate's mask, bin by bin.
+
+    With m = |E| / |X| per bin (clipped to 0..1) and each bin weighed by its share of the mixture's
+    energy: indecision, the mean of m (1 - m); band_indecision, the same of the mask over ERB
+    bands; fine_detail, how far m departs from its band's mean; time_flux and frequency_flux, how
+    much m moves from frame to frame and from bin to bin (those five in units of 20 dB); then the
+    shares of the energy whose mask is above 0.9 and below 0.1, and the mean m over the loudest
+    bins that hold half the energy and over the quietest that hold the last tenth.
+
+    Why: sources are sparse in time and frequency, so the ideal mask is decided and detailed, while
+    a separator that is unsure hedges with a soft, smooth mask and a many-step sample flickers;
+    the band and re-separation features cannot see below a band."""
+    spectra = window_spectra(np.stack((np.asarray(mixture, np.float32), np.asarray(estimate, np.float32))), config)
+    power = (spectra[0].real ** 2 + spectra[0].imag ** 2).astype(np.float64)
+    total = max(float(power.sum()), 1e-12)
+    share = power / total
+    mask = np.clip(np.abs(spectra[1]) / (np.sqrt(power) + 1e-9), 0.0, 1.0)
+    weights = weights.astype(np.float64)  # a float32 operand would send the products down numpy's slow path
+    band_power = power @ weights
+    band_mask = ((power * mask) @ weights) / (band_power + 1e-12)
+    smooth = (band_mask @ weights.T) / (weights.sum(axis=1)[None] + 1e-12)
+    flat, descending = mask.ravel(), np.sort(power.ravel())[::-1]
+    cumulative = np.cumsum(descending) / total
+    loud_count, quiet_from = int(np.count_nonzero(cumulative < 0.5)), int(np.count_nonzero(cumulative < 0.9))
+    # Bins by level rather than by rank: the same sets but for ties, which real audio does not have.
+    loud = power.ravel() >= descending[max(loud_count - 1, 0)]
+    quiet = power.ravel() <= descending[quiet_from] if quiet_from < len(descending) else np.zeros(len(flat), bool)
+    spread = decibel_features((
+        (share * mask * (1.0 - mask)).sum(),
+        (band_power / total * band_mask * (1.0 - band_mask)).sum(),
+        (share * (mask - smooth) ** 2).sum(),
+        (0.5 * (share[1:] + share[:-1]) * np.abs(np.diff(mask, axis=0))).sum(),
+        (0.5 * (share[:, 1:] + share[:, :-1]) * np.abs(np.diff(mask, axis=1))).sum()))
+    decided = ((share * (mask > 0.9)).sum(), (share * (mask < 0.1)).sum(), flat[loud].mean(),
+               flat[quiet].mean() if quiet.any() else 0.0)
+    return np.concatenate((spread, np.array(decided, np.float32)))
+
+
+def judged_scalars(mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray, reseparator: Reseparator,
+                   posterior: MixturePosterior, weights: np.ndarray) -> np.ndarray:
+    """One window's every scalar feature, (len(WITH_MASK),): the re-separation features of the
+    estimate, the posterior's and the mask's, in that order."""
+    return np.concatenate((consistency_features(mixture, estimate, text_embedding, reseparator, posterior),
+                           mask_features(mixture, estimate, posterior.config, weights)))
+
+
 def window_starts(length: int, config: JudgeConfig) -> list[int]:
     """Where the judged windows of a signal start: whole windows, half overlapping, the last flush
     with the end; one shorter window when the signal is shorter than a window."""
@@ -306,9 +361,9 @@ class Judge:
         self.weights = band_weights(self.config)
         self.reseparator = None
         if self.config.consistency_features:
-            if self.config.consistency_features not in (len(CONSISTENCY_NAMES), len(WITH_POSTERIOR)):
+            if self.config.consistency_features not in FEATURE_COUNTS:
                 raise JudgeFolderError(f"{config_path}: {self.config.consistency_features} consistency features, "
-                                       f"this version computes {len(CONSISTENCY_NAMES)} or {len(WITH_POSTERIOR)}")
+                                       f"this version computes {' or '.join(map(str, FEATURE_COUNTS))}")
             self.reseparator = reseparator or Reseparator(self.reseparator_folder(), threads=threads,
                                                           length=self.config.window_samples)
 
@@ -324,7 +379,11 @@ class Judge:
 
     @property
     def uses_posterior(self) -> bool:
-        return self.config.consistency_features == len(WITH_POSTERIOR)
+        return self.config.consistency_features >= len(WITH_POSTERIOR)
+
+    @property
+    def uses_mask(self) -> bool:
+        return self.config.consistency_features == len(WITH_MASK)
 
     def consistency(self, mixture: np.ndarray, estimate: np.ndarray, text_embedding: np.ndarray,
                     posterior: MixturePosterior | None = None) -> np.ndarray:
@@ -332,6 +391,8 @@ class Judge:
         window's, from ``posteriors``, when it is known already."""
         if self.uses_posterior and posterior is None:
             posterior = mixture_posterior(mixture, text_embedding, self.reseparator, self.config)
+        if self.uses_mask:
+            return judged_scalars(mixture, estimate, text_embedding, self.reseparator, posterior, self.weights)
         return consistency_features(mixture, estimate, text_embedding, self.reseparator,
                                     posterior if self.uses_posterior else None)
 

@@ -7,7 +7,8 @@ finished window, not on the audio path), pools mean and spread over the window a
 regresses one number. Small on purpose: it runs a few times a second beside the model.
 
 A judge with consistency features (``JudgeConfig.consistency_features``: the six of
-``judge.consistency_features``, or ten with the separator's posterior) passes that number and
+``judge.consistency_features``, ten with the separator's posterior, or nineteen with the
+estimate's mask features too) passes that number and
 those scalars through a small fusion network, which gives the final score. The band network
 is trained first, on many cheap windows; the fusion after it, with the band network frozen,
 on fewer windows that were re-separated.

@@ -26,11 +26,11 @@ import torch
 
 from .config import JudgeConfig
 from .judge import (
-    WITH_POSTERIOR,
+    WITH_MASK,
     Reseparator,
     band_weights,
-    consistency_features,
     judge_features,
+    judged_scalars,
     mixture_posterior,
 )
 from .judge_net import JudgeNet
@@ -63,8 +63,8 @@ class JudgeSet:
     kind: np.ndarray  # (examples,) str: how the estimate was made
     mixture_id: np.ndarray  # (examples,) int: windows of one mixture share it
     window_id: np.ndarray  # (examples,) int: the estimates of one window share it
-    # (examples, len(WITH_POSTERIOR)) float32; (examples, len(CONSISTENCY_NAMES)) in older sets; or
-    # (examples, 0). A judge takes the first ``consistency_features`` columns.
+    # (examples, len(WITH_MASK)) float32; len(WITH_POSTERIOR) or len(CONSISTENCY_NAMES) columns in older
+    # sets; or (examples, 0). A judge takes the first ``consistency_features`` columns.
     consistency: np.ndarray | None = None
 
     def __post_init__(self):
@@ -182,8 +182,8 @@ def box_blur(values: np.ndarray, frames: int, bins: int) -> np.ndarray:
 def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: JudgeConfig, weights: np.ndarray,
                mixture_id: int, embedding: np.ndarray, reseparator: Reseparator | None = None) -> JudgeSet:
     """Each estimate cut into whole judge windows, each window labelled with its true SI-SDR;
-    with a ``reseparator``, each window's consistency features too, with the posterior ones
-    (re-separated on its own, as the live judge does; the mixture once per window)."""
+    with a ``reseparator``, each window's scalar features too (``judged_scalars``: re-separated
+    on its own, as the live judge does; the mixture once per window)."""
     size = config.window_samples
     features, scores, kinds, windows, consistency = [], [], [], [], []
     for start in range(0, len(item.mixture) - size + 1, size):
@@ -196,8 +196,8 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
             score = np.clip(si_sdr(estimate[window], target), config.score_floor_db, config.score_ceiling_db)
             features.append(judge_features(mixture, estimate[window], config, weights).astype(np.float16))
             if reseparator is not None:
-                consistency.append(consistency_features(mixture, estimate[window], embedding, reseparator,
-                                                        posterior))
+                consistency.append(judged_scalars(mixture, estimate[window], embedding, reseparator, posterior,
+                                                  weights))
             scores.append(score)
             kinds.append(kind)
             windows.append(mixture_id * WINDOWS_PER_MIXTURE + start // size)
@@ -207,7 +207,7 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
                     np.repeat(embedding[None].astype(np.float32), count, axis=0), np.array(scores, np.float32),
                     np.array(kinds), np.full(count, mixture_id, np.int64), np.array(windows, np.int64),
                     None if reseparator is None else
-                    np.array(consistency, np.float32).reshape(count, len(WITH_POSTERIOR)))
+                    np.array(consistency, np.float32).reshape(count, len(WITH_MASK)))
 
 
 def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, heavy_every: int = 2,

@@ -37,7 +37,10 @@ def register(commands) -> None:
                             "(default 100; 0: a band-level judge alone)")
     train.add_argument("--without-posterior", action="store_true",
                        help="fuse only the re-separation features of the estimate and its remainder, not the "
-                            "model's posterior of the mixture (one re-separation fewer per window)")
+                            "model's posterior of the mixture (one re-separation fewer per window) nor the "
+                            "estimate's mask features")
+    train.add_argument("--without-mask", action="store_true",
+                       help="fuse the re-separation and posterior features, not the estimate's mask features")
     train.add_argument("--base", metavar="JUDGE",
                        help="a trained band-level judge folder to fuse with the consistency features, instead of "
                             "training its band network again")
@@ -176,7 +179,7 @@ def run(arguments: argparse.Namespace) -> int:
     import numpy as np
 
     from samstream.models.checkpoint import count_parameters
-    from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR, WITH_POSTERIOR
+    from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR, WITH_MASK, WITH_POSTERIOR
     from samstream.models.judge_net import load_judge, save_judge, with_fusion
     from samstream.models.judge_train import JudgeSet, evaluate_judge, predict, train_judge, use_one_thread
     from samstream.models.text_encoder import TextEncoder
@@ -206,7 +209,8 @@ def run(arguments: argparse.Namespace) -> int:
         fusion_mixtures = len(np.unique(fusion_set.mixture_id))
         print(f"fusing with the consistency features on {len(fusion_set.score_db)} windows of "
               f"{fusion_mixtures} mixtures")
-        names = CONSISTENCY_NAMES if arguments.without_posterior else WITH_POSTERIOR
+        names = CONSISTENCY_NAMES if arguments.without_posterior else \
+            WITH_POSTERIOR if arguments.without_mask else WITH_MASK
         model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
                             learning_rate=arguments.learning_rate, model=with_fusion(model, len(names)))
         if arguments.fine_tune_epochs:

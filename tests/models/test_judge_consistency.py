@@ -16,13 +16,18 @@ from samstream.models.config import JudgeConfig
 from samstream.models.judge import (
     CONSISTENCY_NAMES,
     DEFAULT_JUDGE_DIR,
+    MASK_NAMES,
     POSTERIOR_NAMES,
+    WITH_MASK,
     WITH_POSTERIOR,
     Judge,
     JudgeFolderError,
     Reseparator,
+    band_weights,
     consistency_features,
     judge_features,
+    judged_scalars,
+    mask_features,
     mixture_posterior,
     reseparation_gain,
 )
@@ -116,6 +121,32 @@ def test_the_posterior_rates_the_model_s_own_target_by_its_uncertainty_and_worse
     assert wrong["distance"] > everything["distance"] > model["distance"]
 
 
+def test_mask_features_tell_a_decided_detailed_mask_from_a_hedging_one(example):
+    mixture, speech, _ = example
+    window, weights = mixture[WINDOW], band_weights(CONFIG)
+
+    def named_mask(estimate, mix=window):
+        values = mask_features(mix, estimate, CONFIG, weights)
+        assert values.shape == (len(MASK_NAMES),) and values.dtype == np.float32 and np.isfinite(values).all()
+        return dict(zip(MASK_NAMES, values.tolist(), strict=True))
+    clean, halfway, everything = named_mask(speech[WINDOW]), named_mask(0.5 * window), named_mask(window)
+    # Passing everything is a decided mask: all of it kept, none of it undecided or moving.
+    assert everything["decided_kept"] == pytest.approx(1.0) and everything["decided_dropped"] == 0.0
+    assert everything["indecision"] == everything["time_flux"] == pytest.approx(-3.0)  # the -60 dB floor
+    # A flat half mask is as undecided as a mask can be, everywhere, and does not move.
+    assert halfway["indecision"] == pytest.approx(10 * np.log10(0.25) / 20.0, abs=0.01)
+    assert halfway["decided_kept"] == halfway["decided_dropped"] == 0.0
+    assert halfway["loud_kept"] == pytest.approx(0.5, abs=0.01)
+    # The clean speech of a speech-and-hum mixture: a mask that moves with the syllables and drops the hum.
+    assert clean["time_flux"] > halfway["time_flux"] and clean["decided_dropped"] > 0.05
+    assert clean["indecision"] < halfway["indecision"]
+    # Level-free: the same window 30 dB down gives the same figures.
+    np.testing.assert_allclose(mask_features(0.03 * window, 0.03 * speech[WINDOW], CONFIG, weights),
+                               mask_features(window, speech[WINDOW], CONFIG, weights), atol=1e-4)
+    silent = named_mask(np.zeros_like(window), np.zeros_like(window))
+    assert silent["indecision"] == pytest.approx(-3.0) and silent["decided_dropped"] == 0.0
+
+
 def fusion_set(rng: np.random.Generator, windows: int = 6, per_window: int = 4) -> JudgeSet:
     count = windows * per_window
     frames = -(-CONFIG.window_samples // CONFIG.hop)
@@ -149,18 +180,26 @@ def test_fusion_learns_from_the_consistency_features_and_leaves_the_band_network
                     FUSED, epochs=1, model=with_fusion(base, len(CONSISTENCY_NAMES)))
 
 
-@pytest.mark.parametrize("names", [CONSISTENCY_NAMES, WITH_POSTERIOR], ids=["re-separation", "with-posterior"])
+@pytest.mark.parametrize("names", [CONSISTENCY_NAMES, WITH_POSTERIOR, WITH_MASK],
+                         ids=["re-separation", "with-posterior", "with-mask"])
 def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encoder, reseparator, names):
     torch.manual_seed(1)
     model = with_fusion(JudgeNet(CONFIG), len(names)).eval()
     save_judge(model, tmp_path)
     judge = Judge(tmp_path, reseparator=reseparator)
-    assert judge.uses_posterior == (names == WITH_POSTERIOR)
+    assert judge.uses_posterior == (names != CONSISTENCY_NAMES)
+    assert judge.uses_mask == (names == WITH_MASK)
     mixture, speech, _ = example
     prompt = np.array(encoder.encode("speech"))  # writable, for torch
     features = judge_features(mixture[WINDOW], speech[WINDOW], CONFIG)
     consistency = (with_posterior if judge.uses_posterior else consistency_features)(
         mixture[WINDOW], speech[WINDOW], prompt, reseparator)
+    if judge.uses_mask:
+        consistency = judged_scalars(mixture[WINDOW], speech[WINDOW], prompt, reseparator,
+                                     mixture_posterior(mixture[WINDOW], prompt, reseparator, CONFIG),
+                                     band_weights(CONFIG))
+        np.testing.assert_array_equal(consistency[:len(WITH_POSTERIOR)], with_posterior(
+            mixture[WINDOW], speech[WINDOW], prompt, reseparator))
     with torch.no_grad():
         expected = float(model(torch.from_numpy(features[None]), torch.from_numpy(prompt[None]),
                                torch.from_numpy(consistency[None]))[0])
@@ -257,7 +296,7 @@ def example_set(example, encoder) -> JudgeSet:
 
 def test_sets_carry_consistency_features_and_older_sets_still_load(tmp_path, example_set):
     data = example_set
-    assert data.consistency.shape == (len(data.score_db), len(WITH_POSTERIOR))
+    assert data.consistency.shape == (len(data.score_db), len(WITH_MASK))
 
     def combined(kind):
         return float(data.consistency[data.kind == kind, 4].mean())
@@ -291,7 +330,7 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
     assert trained.returncode == 0, trained.stderr
     assert "fusing with the consistency features" in trained.stdout
     config = json.loads((out / "config.json").read_text())
-    assert config["consistency_features"] == len(WITH_POSTERIOR)
+    assert config["consistency_features"] == len(WITH_MASK)
     # The fused judge keeps a copy of the separator its consistency features came from.
     assert config["reseparator"] == "reseparator"
     bundled = Path(DEFAULT_JUDGE_DIR).parent
@@ -310,3 +349,8 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
                   "--without-posterior")
     assert trained.returncode == 0, trained.stderr
     assert json.loads((alone / "config.json").read_text())["consistency_features"] == len(CONSISTENCY_NAMES)
+    trained = cli("train", "--base", str(out), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
+                  "--without-mask")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((alone / "config.json").read_text())["consistency_features"] == len(WITH_POSTERIOR)
