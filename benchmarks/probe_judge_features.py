@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from samstream.models.config import JudgeConfig
-from samstream.models.judge import window_spectra
-from samstream.models.judge_train import SILENT_TARGET_DB, JudgeSet, Separations, use_one_thread
-from samstream.models.metrics import si_sdr, spearman
+from samstream.models.judge import bin_mask
+from samstream.models.judge_train import JudgeSet, Separations, labelled_windows, use_one_thread, window_label
+from samstream.models.metrics import spearman
 from samstream.models.separate import DEFAULT_MODEL_DIR
 from samstream.models.text_encoder import TextEncoder
-from samstream.plugin_host.judge_cli import judge_mixtures
+from samstream.plugin_host.judge_cli import CONSISTENCY_SEED_OFFSET, HELD_OUT_SEPARATION_SEED, judge_mixtures
 
 REGION_EDGES_HZ = (500.0, 4000.0)
 ISSUE_KINDS = ("model_1", "model_2", "teacher_4", "teacher_16", "wrong_prompt", "interferer_prompt",
@@ -41,9 +41,7 @@ ISSUE_KINDS = ("model_1", "model_2", "teacher_4", "teacher_16", "wrong_prompt", 
 
 def region_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig) -> list[float]:
     """Per frequency region: energy share (dB), indecision (dB), decided share, mean mask, time flux (dB)."""
-    spectra = window_spectra(np.stack((mixture, estimate)), config)
-    power = (spectra[0].real ** 2 + spectra[0].imag ** 2).astype(np.float64)
-    mask = np.clip(np.abs(spectra[1]) / (np.sqrt(power) + 1e-9), 0.0, 1.0)
+    power, mask = bin_mask(mixture, estimate, config)
     total = max(float(power.sum()), 1e-12)
     frequencies = np.arange(power.shape[1]) * config.sample_rate / config.n_fft
     edges = (0.0, *REGION_EDGES_HZ, np.inf)
@@ -64,25 +62,20 @@ def remade_features(arguments, stored: JudgeSet, config: JudgeConfig) -> np.ndar
     from samstream.models.data.captions import CLASSES
 
     if arguments.train:
-        seed = arguments.seed + 104729  # as plugin_host.judge_cli.consistency_set draws them
+        seed = arguments.seed + CONSISTENCY_SEED_OFFSET
         mixtures = judge_mixtures(arguments.data, "train", arguments.train, seed)
     else:
-        seed, mixtures = 1, judge_mixtures(arguments.data, "validation", arguments.held_out, 0)
+        seed = HELD_OUT_SEPARATION_SEED
+        mixtures = judge_mixtures(arguments.data, "validation", arguments.held_out, 0)
     separations = Separations(DEFAULT_MODEL_DIR, TextEncoder.load(), sorted(CLASSES), seed=seed)
     rows, kinds, scores, started = [], [], [], time.time()
-    size = config.window_samples
     for number, item in enumerate(mixtures):
         estimates = separations.estimates(item, heavy=number % 2 == 0)
-        for start in range(0, len(item.mixture) - size + 1, size):
-            window = slice(start, start + size)
-            target, mixture = item.target[window], item.mixture[window]
-            if 10 * np.log10((np.sum(target ** 2) + 1e-12) / (np.sum(mixture ** 2) + 1e-12)) < SILENT_TARGET_DB:
-                continue
+        for window in labelled_windows(item, config):
             for kind, estimate in estimates.items():
-                rows.append(region_features(mixture, estimate[window], config))
+                rows.append(region_features(item.mixture[window], estimate[window], config))
                 kinds.append(kind)
-                scores.append(np.clip(si_sdr(estimate[window], target), config.score_floor_db,
-                                      config.score_ceiling_db))
+                scores.append(window_label(estimate[window], item.target[window], config))
         if (number + 1) % 10 == 0:
             print(f"{number + 1} mixtures, {len(rows)} rows, {time.time() - started:.0f} s", flush=True)
     if len(kinds) != len(stored.kind) or not (np.array(kinds) == stored.kind).all() \

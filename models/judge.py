@@ -254,6 +254,14 @@ def consistency_features(mixture: np.ndarray, estimate: np.ndarray, text_embeddi
     return np.concatenate((features, posterior_features(posterior, estimate)))
 
 
+def bin_mask(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) mixture and estimate -> the mixture's power per bin (frames, bins), float64, and the
+    estimate's mask |E| / |X| per bin, clipped to 0..1."""
+    spectra = window_spectra(np.stack((np.asarray(mixture, np.float32), np.asarray(estimate, np.float32))), config)
+    power = (spectra[0].real ** 2 + spectra[0].imag ** 2).astype(np.float64)
+    return power, np.clip(np.abs(spectra[1]) / (np.sqrt(power) + 1e-9), 0.0, 1.0)
+
+
 def mask_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig, weights: np.ndarray) -> np.ndarray:
     """(n,) mixture and estimate -> (len(MASK_NAMES),) float32: the estimate's mask, bin by bin.
 
@@ -267,11 +275,9 @@ def mask_features(mixture: np.ndarray, estimate: np.ndarray, config: JudgeConfig
     Why: sources are sparse in time and frequency, so the ideal mask is decided and detailed, while
     a separator that is unsure hedges with a soft, smooth mask and a many-step sample flickers;
     the band and re-separation features cannot see below a band."""
-    spectra = window_spectra(np.stack((np.asarray(mixture, np.float32), np.asarray(estimate, np.float32))), config)
-    power = (spectra[0].real ** 2 + spectra[0].imag ** 2).astype(np.float64)
+    power, mask = bin_mask(mixture, estimate, config)
     total = max(float(power.sum()), 1e-12)
     share = power / total
-    mask = np.clip(np.abs(spectra[1]) / (np.sqrt(power) + 1e-9), 0.0, 1.0)
     weights = weights.astype(np.float64)  # a float32 operand would send the products down numpy's slow path
     band_power = power @ weights
     band_mask = ((power * mask) @ weights) / (band_power + 1e-12)

@@ -179,6 +179,21 @@ def box_blur(values: np.ndarray, frames: int, bins: int) -> np.ndarray:
     return blurred.astype(np.float32)
 
 
+def labelled_windows(item: JudgeMixture, config: JudgeConfig) -> list[slice]:
+    """The whole judge windows of a mixture that are labelled: those whose target is not silent."""
+    size = config.window_samples
+    windows = [slice(start, start + size) for start in range(0, len(item.mixture) - size + 1, size)]
+
+    def target_db(window: slice) -> float:
+        return 10 * np.log10((np.sum(item.target[window] ** 2) + 1e-12) / (np.sum(item.mixture[window] ** 2) + 1e-12))
+    return [window for window in windows if target_db(window) >= SILENT_TARGET_DB]
+
+
+def window_label(estimate: np.ndarray, target: np.ndarray, config: JudgeConfig) -> float:
+    """The true SI-SDR of one window's estimate, clipped to the judge's score range."""
+    return np.clip(si_sdr(estimate, target), config.score_floor_db, config.score_ceiling_db)
+
+
 def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: JudgeConfig, weights: np.ndarray,
                mixture_id: int, embedding: np.ndarray, reseparator: Reseparator | None = None) -> JudgeSet:
     """Each estimate cut into whole judge windows, each window labelled with its true SI-SDR;
@@ -186,14 +201,11 @@ def windows_of(item: JudgeMixture, estimates: dict[str, np.ndarray], config: Jud
     on its own, as the live judge does; the mixture once per window)."""
     size = config.window_samples
     features, scores, kinds, windows, consistency = [], [], [], [], []
-    for start in range(0, len(item.mixture) - size + 1, size):
-        window = slice(start, start + size)
-        target, mixture = item.target[window], item.mixture[window]
-        if 10 * np.log10((np.sum(target ** 2) + 1e-12) / (np.sum(mixture ** 2) + 1e-12)) < SILENT_TARGET_DB:
-            continue
+    for window in labelled_windows(item, config):
+        start, target, mixture = window.start, item.target[window], item.mixture[window]
         posterior = None if reseparator is None else mixture_posterior(mixture, embedding, reseparator, config)
         for kind, estimate in estimates.items():
-            score = np.clip(si_sdr(estimate[window], target), config.score_floor_db, config.score_ceiling_db)
+            score = window_label(estimate[window], target, config)
             features.append(judge_features(mixture, estimate[window], config, weights).astype(np.float16))
             if reseparator is not None:
                 consistency.append(judged_scalars(mixture, estimate[window], embedding, reseparator, posterior,

@@ -7,6 +7,10 @@ from pathlib import Path
 
 DEFAULT_SETS = "runs/judge"
 FINE_TUNE_LEARNING_RATE = 3e-4
+# The separations' seeds: the held-out set's, and the offset of a consistency set's from --seed
+# (so that its mixtures do not repeat the band sets').
+HELD_OUT_SEPARATION_SEED = 1
+CONSISTENCY_SEED_OFFSET = 104729
 
 
 def register(commands) -> None:
@@ -111,7 +115,7 @@ def held_out_set(arguments, encoder, consistency: bool = False):
     name = f"held_out_consistency_{arguments.held_out}" if consistency else f"held_out_{arguments.held_out}"
     return cached_set(Path(arguments.sets) / f"{name}.npz", lambda: build_judge_set(
         judge_mixtures(arguments.data, "validation", arguments.held_out, 0),
-        separations_for(arguments, encoder, 1, consistency), JudgeConfig(), first_id=1_000_000))
+        separations_for(arguments, encoder, HELD_OUT_SEPARATION_SEED, consistency), JudgeConfig(), first_id=1_000_000))
 
 
 def consistency_set(arguments, encoder):
@@ -120,7 +124,7 @@ def consistency_set(arguments, encoder):
     from samstream.models.config import JudgeConfig
     from samstream.models.judge_train import build_judge_set
 
-    seed = arguments.seed + 104729
+    seed = arguments.seed + CONSISTENCY_SEED_OFFSET
     count = arguments.consistency_mixtures
     return cached_set(Path(arguments.sets) / f"consistency_{count}_{arguments.seed}.npz", lambda: build_judge_set(
         judge_mixtures(arguments.data, "train", count, seed), separations_for(arguments, encoder, seed, True),
