@@ -176,6 +176,9 @@ class JudgeConfig:
     # estimate's mask features (judge.FEATURE_COUNTS); 0: a judge of band levels alone.
     consistency_features: int = 0
     fusion_width: int = 32
+    # Fusion networks fitted from different seeds, their scores averaged: one judge's noise in how it
+    # weighs the scalars partly cancels out (1: one network, as judges before it).
+    fusion_members: int = 1
     # The separation checkpoint those features were made with, a folder inside the judge's own
     # (exported there by set-up), so a new bundled separator leaves the judge as it was trained;
     # "": the bundled separation model.

@@ -45,9 +45,8 @@ class JudgeNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * width + config.text_bottleneck, width),
                                   nn.GELU(), nn.Linear(width, 1))
         if config.consistency_features:
-            fusion = config.fusion_width
-            self.fusion = nn.Sequential(nn.Linear(1 + config.consistency_features, fusion), nn.GELU(),
-                                        nn.Linear(fusion, fusion), nn.GELU(), nn.Linear(fusion, 1))
+            self.fusion = fusion_network(config) if config.fusion_members == 1 else \
+                nn.ModuleList(fusion_network(config) for _ in range(config.fusion_members))
 
     def forward(self, features: torch.Tensor, text: torch.Tensor,
                 consistency: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,7 +54,15 @@ class JudgeNet(nn.Module):
         band_score = self.band_score(features, text)
         if not self.config.consistency_features:
             return band_score
-        fused = self.fusion(torch.cat((band_score[:, None] / FUSION_SCALE_DB, consistency), dim=-1))
+        return self.fused_score(band_score, consistency)
+
+    def fused_score(self, band_score: torch.Tensor, consistency: torch.Tensor) -> torch.Tensor:
+        """(batch,) band scores in dB and (batch, consistency_features) -> (batch,) dB."""
+        inputs = torch.cat((band_score[:, None] / FUSION_SCALE_DB, consistency), dim=-1)
+        if isinstance(self.fusion, nn.ModuleList):
+            fused = torch.stack([member(inputs) for member in self.fusion]).mean(dim=0)
+        else:
+            fused = self.fusion(inputs)
         return fused[:, 0] * FUSION_SCALE_DB
 
     def band_parameters(self) -> list[nn.Parameter]:
@@ -69,6 +76,34 @@ class JudgeNet(nn.Module):
         frames = nn.functional.gelu(frames)
         pooled = torch.cat((frames.mean(dim=1), frames.std(dim=1, unbiased=False), prompt), dim=-1)
         return self.head(pooled)[:, 0]
+
+
+def fusion_network(config: JudgeConfig) -> nn.Sequential:
+    width = config.fusion_width
+    return nn.Sequential(nn.Linear(1 + config.consistency_features, width), nn.GELU(),
+                         nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+
+
+def ensemble_of(members: list[JudgeNet]) -> JudgeNet:
+    """One judge whose fusion averages those of ``members``: judges of one band network (the first's
+    is kept, the others' must equal it), each with a single fusion network."""
+    first = members[0]
+    config = dataclasses.replace(first.config, fusion_members=len(members))
+    if len(members) == 1:
+        return first
+    band = {name: value for name, value in first.state_dict().items() if not name.startswith("fusion.")}
+    for member in members:
+        if member.config != first.config:
+            raise ValueError("ensemble members differ in their configs")
+        if any(not torch.equal(value, member.state_dict()[name]) for name, value in band.items()):
+            raise ValueError("ensemble members differ in their band networks")
+    model = JudgeNet(config)
+    state = dict(band)
+    for index, member in enumerate(members):
+        state |= {f"fusion.{index}.{name[len('fusion.'):]}": value
+                  for name, value in member.state_dict().items() if name.startswith("fusion.")}
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def save_judge(model: JudgeNet, folder: Path, extra: dict | None = None, reseparator: Path | None = None) -> None:
@@ -107,7 +142,7 @@ def load_judge(folder: Path) -> JudgeNet:
 def with_fusion(base: JudgeNet, consistency_features: int) -> JudgeNet:
     """A judge with ``base``'s band network (``base`` may be fused already: its fusion is dropped)
     and a new fusion network for the consistency features."""
-    config = dataclasses.replace(base.config, consistency_features=consistency_features)
+    config = dataclasses.replace(base.config, consistency_features=consistency_features, fusion_members=1)
     model = JudgeNet(config)
     band = {name: value for name, value in base.state_dict().items() if not name.startswith("fusion.")}
     missing, unexpected = model.load_state_dict(band, strict=False)

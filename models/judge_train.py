@@ -250,11 +250,30 @@ def ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, windows: torch.Te
     return torch.nn.functional.softplus(-(predicted[:, None] - predicted[None, :]))[pairs].mean()
 
 
+def global_ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, margin_db: float = 1.0) -> torch.Tensor:
+    """Logistic loss on every pair of the batch, of any windows, whose true scores differ by more
+    than ``margin_db``: Spearman over held-out windows ranks estimates of different mixtures too."""
+    pairs = truth[:, None] - truth[None, :] > margin_db / 10.0
+    if not bool(pairs.any()):
+        return predicted.sum() * 0.0
+    return torch.nn.functional.softplus(-(predicted[:, None] - predicted[None, :]))[pairs].mean()
+
+
+def frozen_band_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> torch.Tensor:
+    """The band network's score of every example, once: while it is frozen, the fusion's epochs
+    need nothing else from the band features."""
+    batches = [slice(start, start + batch_size) for start in range(0, len(train.score_db), batch_size)]
+    with torch.no_grad():
+        return torch.cat([model.band_score(torch.from_numpy(train.features[batch].astype(np.float32)),
+                                           torch.from_numpy(train.text[batch])) for batch in batches])
+
+
 def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,
                 learning_rate: float = 2e-3, ranking_weight: float = 0.5, seed: int = 0, log=print,
-                model: JudgeNet | None = None, whole: bool = False) -> JudgeNet:
+                model: JudgeNet | None = None, whole: bool = False, global_ranking_weight: float = 0.0) -> JudgeNet:
     """Huber regression on the true SI-SDR (in units of 10 dB) plus the within-window ranking loss;
-    each batch holds every estimate of a few windows, so the ranking loss has pairs to compare.
+    each batch holds every estimate of a few windows, so the ranking loss has pairs to compare, and
+    ``global_ranking_weight`` weighs a ranking loss over every pair of the batch.
     ``model``: a judge with consistency features (``judge_net.with_fusion``) whose band network
     is trained already; only its fusion network learns, from ``train``'s consistency features,
     unless ``whole``: then the band network is fine-tuned with it (its dropout stays off)."""
@@ -276,6 +295,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     consistency = torch.from_numpy(train.consistency[:, :model.config.consistency_features].copy()) if fusing else None
     target = torch.from_numpy(train.score_db / 10.0)
     windows = torch.from_numpy(train.window_id)
+    band_scores = frozen_band_scores(model, train) if fusing and not whole else None
     for epoch in range(epochs):
         order = rng.permutation(window_ids)
         total = 0.0
@@ -283,10 +303,15 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
         for step in range(steps_per_epoch):
             batch = order[step * windows_per_batch:(step + 1) * windows_per_batch]
             chosen = torch.from_numpy(np.concatenate([members[window] for window in batch]))
-            predicted = model(features[chosen], text[chosen], None if consistency is None else consistency[chosen])
+            if band_scores is not None:
+                predicted = model.fused_score(band_scores[chosen], consistency[chosen])
+            else:
+                predicted = model(features[chosen], text[chosen], None if consistency is None else consistency[chosen])
             predicted = predicted / 10.0
             loss = torch.nn.functional.huber_loss(predicted, target[chosen], delta=3.0)
             loss = loss + ranking_weight * ranking_loss(predicted, target[chosen], windows[chosen])
+            if global_ranking_weight:
+                loss = loss + global_ranking_weight * global_ranking_loss(predicted, target[chosen])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

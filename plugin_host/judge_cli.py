@@ -11,6 +11,9 @@ FINE_TUNE_LEARNING_RATE = 3e-4
 # (so that its mixtures do not repeat the band sets').
 HELD_OUT_SEPARATION_SEED = 1
 CONSISTENCY_SEED_OFFSET = 104729
+MIXTURE_STYLES = ("varied", "protocol")
+# The first mixture id of a consistency set, per style; + 10,000 per --seed.
+CONSISTENCY_FIRST_ID = {"varied": 2_000_000, "protocol": 3_000_000}
 
 
 def register(commands) -> None:
@@ -39,6 +42,9 @@ def register(commands) -> None:
                        help="training mixtures separated every way whose estimates are also re-separated by the "
                             "model, to fit the fusion of the band network with those consistency features "
                             "(default 100; 0: a band-level judge alone)")
+    train.add_argument("--consistency-style", choices=MIXTURE_STYLES, default="varied",
+                       help="how those mixtures are made: varied (default; 1-2 interferers, EQ, rooms, targets "
+                            "that come and go) or protocol (the benchmark's: one interferer, dry)")
     train.add_argument("--without-posterior", action="store_true",
                        help="fuse only the re-separation features of the estimate and its remainder, not the "
                             "model's posterior of the mixture (one re-separation fewer per window) nor the "
@@ -51,6 +57,11 @@ def register(commands) -> None:
     train.add_argument("--fine-tune-epochs", type=int, default=0,
                        help="after the fusion, epochs in which the band network learns beside it on the "
                             "re-separated mixtures, at a tenth of the learning rate (default 0: measured, it overfits)")
+    train.add_argument("--fusion-members", type=int, default=1,
+                       help="fusion networks fitted from consecutive seeds, their scores averaged (default 1)")
+    train.add_argument("--global-ranking-weight", type=float, default=0.0,
+                       help="weight of a ranking loss over every pair of estimates in a batch, of any windows, "
+                            "beside the one within each window (default 0)")
     train.add_argument("--epochs", type=int, default=30)
     train.add_argument("--learning-rate", type=float, default=2e-3,
                        help="peak learning rate of the one-cycle schedule (default 2e-3)")
@@ -59,8 +70,12 @@ def register(commands) -> None:
     evaluate.add_argument("--judge", help="judge folder (default: the bundled model's judge/)")
 
 
-def judge_mixtures(data: str, split: str, count: int, seed: int):
-    """Training mixtures from the corpus's training split, or the validation set's (``per_class`` each)."""
+def judge_mixtures(data: str, split: str, count: int, seed: int, style: str = "varied"):
+    """Training mixtures from the corpus's training split, or the validation set's (``per_class`` each).
+    ``style`` of the training mixtures: "varied" (1-2 interferers, EQ, rooms, targets that come and go,
+    as a live input), or "protocol" (the benchmark's: one interferer, dry, the target throughout)."""
+    from dataclasses import replace
+
     from samstream.models.data.manifest import read_manifest
     from samstream.models.data.mixtures import PROTOCOL, MixtureConfig, MixtureSampler
     from samstream.models.data.validation import float_items
@@ -74,7 +89,10 @@ def judge_mixtures(data: str, split: str, count: int, seed: int):
         for meta, mixture, target in float_items(entries, data, per_class=count):
             yield JudgeMixture(mixture, target, meta["caption"], meta["target_class"], meta["interferer_class"])
         return
-    config = MixtureConfig(seconds=PROTOCOL.seconds, interferers=(1, 2))
+    if style not in MIXTURE_STYLES:
+        raise ValueError(f"mixture style {style!r}: one of {', '.join(MIXTURE_STYLES)}")
+    config = MixtureConfig(seconds=PROTOCOL.seconds, interferers=(1, 2)) if style == "varied" else \
+        replace(PROTOCOL, split="train")
     sampler = MixtureSampler(entries, data, config, seed=seed)
     for index in range(count):
         mix = sampler.sample(index)
@@ -125,10 +143,12 @@ def consistency_set(arguments, encoder):
     from samstream.models.judge_train import build_judge_set
 
     seed = arguments.seed + CONSISTENCY_SEED_OFFSET
-    count = arguments.consistency_mixtures
-    return cached_set(Path(arguments.sets) / f"consistency_{count}_{arguments.seed}.npz", lambda: build_judge_set(
-        judge_mixtures(arguments.data, "train", count, seed), separations_for(arguments, encoder, seed, True),
-        JudgeConfig(), first_id=2_000_000 + 10_000 * arguments.seed))
+    count, style = arguments.consistency_mixtures, arguments.consistency_style
+    name = f"consistency_{count}_{arguments.seed}" if style == "varied" else \
+        f"consistency_{style}_{count}_{arguments.seed}"
+    return cached_set(Path(arguments.sets) / f"{name}.npz", lambda: build_judge_set(
+        judge_mixtures(arguments.data, "train", count, seed, style), separations_for(arguments, encoder, seed, True),
+        JudgeConfig(), first_id=CONSISTENCY_FIRST_ID[style] + 10_000 * arguments.seed))
 
 
 def mask_only_set(arguments, encoder, config):
@@ -184,7 +204,7 @@ def run(arguments: argparse.Namespace) -> int:
 
     from samstream.models.checkpoint import count_parameters
     from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR, WITH_MASK, WITH_POSTERIOR
-    from samstream.models.judge_net import load_judge, save_judge, with_fusion
+    from samstream.models.judge_net import ensemble_of, load_judge, save_judge, with_fusion
     from samstream.models.judge_train import JudgeSet, evaluate_judge, predict, train_judge, use_one_thread
     from samstream.models.text_encoder import TextEncoder
 
@@ -215,14 +235,20 @@ def run(arguments: argparse.Namespace) -> int:
               f"{fusion_mixtures} mixtures")
         names = CONSISTENCY_NAMES if arguments.without_posterior else \
             WITH_POSTERIOR if arguments.without_mask else WITH_MASK
-        model = train_judge(fusion_set, model.config, epochs=arguments.epochs, seed=arguments.seed,
-                            learning_rate=arguments.learning_rate, model=with_fusion(model, len(names)))
+        if arguments.fusion_members < 1:
+            raise ValueError(f"--fusion-members {arguments.fusion_members}: at least 1")
+        model = ensemble_of([train_judge(fusion_set, model.config, epochs=arguments.epochs,
+                                         seed=arguments.seed + member, learning_rate=arguments.learning_rate,
+                                         model=with_fusion(model, len(names)),
+                                         global_ranking_weight=arguments.global_ranking_weight)
+                             for member in range(arguments.fusion_members)])
         if arguments.fine_tune_epochs:
             print(f"fine-tuning the band network beside the fusion, {arguments.fine_tune_epochs} epochs")
             model = train_judge(fusion_set, model.config, epochs=arguments.fine_tune_epochs,
                                 learning_rate=FINE_TUNE_LEARNING_RATE, seed=arguments.seed, model=model, whole=True)
         figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set),
-                    "consistency_mixtures": fusion_mixtures,
+                    "consistency_mixtures": fusion_mixtures, "fusion_members": arguments.fusion_members,
+                    "global_ranking_weight": arguments.global_ranking_weight,
                     "fine_tune_epochs": arguments.fine_tune_epochs}
     figures |= {"held_out": evaluate_judge(predict(model, held_out), held_out),
                 "held_out_per_class": arguments.held_out, "epochs": arguments.epochs,

@@ -31,8 +31,16 @@ from samstream.models.judge import (
     mixture_posterior,
     reseparation_gain,
 )
-from samstream.models.judge_net import JudgeNet, save_judge, with_fusion
-from samstream.models.judge_train import JudgeMixture, JudgeSet, Separations, build_judge_set, predict, train_judge
+from samstream.models.judge_net import JudgeNet, ensemble_of, load_judge, save_judge, with_fusion
+from samstream.models.judge_train import (
+    JudgeMixture,
+    JudgeSet,
+    Separations,
+    build_judge_set,
+    global_ranking_loss,
+    predict,
+    train_judge,
+)
 from samstream.models.text_encoder import TextEncoder
 from samstream.plugin_host.audio_files import read_audio
 
@@ -212,6 +220,54 @@ def test_fused_judge_onnx_equals_torch_on_real_windows(tmp_path, example, encode
         assert judgement.posterior_sdr_db is None
 
 
+def test_an_ensemble_judge_averages_its_members_and_its_onnx_equals_torch(tmp_path, example, encoder, reseparator):
+    torch.manual_seed(3)
+    base = JudgeNet(CONFIG).eval()
+    members = [with_fusion(base, len(WITH_MASK)).eval() for _ in range(3)]  # each fusion drawn afresh
+    ensemble = ensemble_of(members)
+    assert ensemble.config.fusion_members == 3
+    mixture, speech, _ = example
+    prompt = np.array(encoder.encode("speech"))
+    features = judge_features(mixture[WINDOW], speech[WINDOW], CONFIG)
+    scalars = judged_scalars(mixture[WINDOW], speech[WINDOW], prompt, reseparator,
+                             mixture_posterior(mixture[WINDOW], prompt, reseparator, CONFIG), band_weights(CONFIG))
+    inputs = (torch.from_numpy(features[None]), torch.from_numpy(prompt[None]), torch.from_numpy(scalars[None]))
+    with torch.no_grad():
+        each = [float(member(*inputs)[0]) for member in members]
+        expected = float(ensemble(*inputs)[0])
+    assert np.ptp(each) > 1e-3  # the members differ, so the average is a real test
+    assert expected == pytest.approx(np.mean(each), abs=1e-4)
+    save_judge(ensemble, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["fusion_members"] == 3
+    reloaded = load_judge(tmp_path)
+    with torch.no_grad():
+        assert float(reloaded(*inputs)[0]) == pytest.approx(expected, abs=1e-5)
+    judge = Judge(tmp_path, reseparator=reseparator)
+    assert judge.score_features(features, prompt, scalars) == pytest.approx(expected, abs=1e-4)
+    # A new fusion on an ensemble's band network is a single network again.
+    assert with_fusion(reloaded, len(WITH_MASK)).config.fusion_members == 1
+
+
+def test_ensemble_members_must_share_one_band_network():
+    torch.manual_seed(4)
+    first = with_fusion(JudgeNet(CONFIG), len(WITH_MASK))
+    other = with_fusion(JudgeNet(CONFIG), len(WITH_MASK))
+    with pytest.raises(ValueError, match="band networks"):
+        ensemble_of([first, other])
+    assert ensemble_of([first]) is first
+
+
+def test_the_global_ranking_loss_orders_estimates_of_different_windows():
+    truth = torch.tensor([1.0, 0.5, -0.2, -1.0])  # units of 10 dB; one estimate per window
+    right = global_ranking_loss(torch.tensor([2.0, 1.0, 0.0, -1.0]), truth)
+    wrong = global_ranking_loss(torch.tensor([-1.0, 0.0, 1.0, 2.0]), truth)
+    assert float(right) < 0.5 < float(wrong)
+    scores = torch.zeros(4, requires_grad=True)
+    global_ranking_loss(scores, truth).backward()
+    assert torch.all(torch.diff(scores.grad) > 0)  # descending it raises the better estimates
+    assert float(global_ranking_loss(torch.ones(3), torch.zeros(3))) == 0.0  # no pair differs enough
+
+
 class CountingReseparator:
     """The real re-separator, counting how often it is asked."""
 
@@ -354,3 +410,16 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
                   "--without-mask")
     assert trained.returncode == 0, trained.stderr
     assert json.loads((alone / "config.json").read_text())["consistency_features"] == len(WITH_POSTERIOR)
+    # Two fusion networks averaged, with the ranking loss across windows.
+    trained = cli("train", "--base", str(out), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
+                  "--fusion-members", "2", "--global-ranking-weight", "1")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((alone / "config.json").read_text())["fusion_members"] == 2
+    figures = json.loads((alone / "training.json").read_text())
+    assert figures["fusion_members"] == 2 and figures["global_ranking_weight"] == 1.0
+    assert load_judge(alone).config.fusion_members == 2
+    refused = cli("train", "--base", str(out), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
+                  "--fusion-members", "0")
+    assert refused.returncode != 0 and "--fusion-members 0" in refused.stderr

@@ -150,3 +150,17 @@ def test_the_sampler_draws_the_interferers_a_miner_finds_hard(tone_corpus):
     mined = [sampler.sample(index, target_class=classes[0]).interferer_classes[0] for index in range(60)]
     assert 15 < plain.count(classes[1]) < 45
     assert mined.count(classes[1]) >= 58
+
+
+def test_judge_training_mixtures_come_varied_or_as_the_benchmark_makes_them(tone_corpus):
+    from samstream.plugin_host.judge_cli import judge_mixtures
+
+    root, _ = tone_corpus
+    def levels(style: str) -> np.ndarray:
+        return np.array([10 * np.log10(np.mean(item.mixture.astype(np.float64) ** 2))
+                         for item in judge_mixtures(root, "train", 8, 3, style)])
+    # The benchmark's mixtures sit at one level (PROTOCOL), the varied ones anywhere in their range.
+    np.testing.assert_allclose(levels("protocol"), PROTOCOL.level_db[0], atol=0.5)
+    assert np.ptp(levels("varied")) > 3.0
+    with pytest.raises(ValueError, match="mixture style 'loud'"):
+        list(judge_mixtures(root, "train", 1, 3, "loud"))
