@@ -9,9 +9,10 @@ regresses one number. Small on purpose: it runs a few times a second beside the 
 A judge with consistency features (``JudgeConfig.consistency_features``: the six of
 ``judge.consistency_features``, ten with the separator's posterior, or nineteen with the
 estimate's mask features too) passes that number and
-those scalars through a small fusion network, which gives the final score. The band network
-is trained first, on many cheap windows; the fusion after it, with the band network frozen,
-on fewer windows that were re-separated.
+those scalars through a small fusion network, which gives the final score, or through several
+fitted from different seeds whose scores are averaged (``JudgeConfig.fusion_members``,
+``ensemble_of``). The band network is trained first, on many cheap windows; the fusion after
+it, with the band network frozen, on fewer windows that were re-separated.
 """
 from __future__ import annotations
 
