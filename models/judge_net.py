@@ -89,11 +89,13 @@ def ensemble_of(members: list[JudgeNet]) -> JudgeNet:
     """One judge whose fusion averages those of ``members``: judges of one band network (the first's
     is kept, the others' must equal it), each with a single fusion network."""
     first = members[0]
-    config = dataclasses.replace(first.config, fusion_members=len(members))
     if len(members) == 1:
         return first
+    config = dataclasses.replace(first.config, fusion_members=len(members))
     band = {name: value for name, value in first.state_dict().items() if not name.startswith("fusion.")}
     for member in members:
+        if member.config.fusion_members != 1:
+            raise ValueError("an ensemble member must have a single fusion network")
         if member.config != first.config:
             raise ValueError("ensemble members differ in their configs")
         if any(not torch.equal(value, member.state_dict()[name]) for name, value in band.items()):

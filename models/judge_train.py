@@ -237,26 +237,26 @@ def build_judge_set(mixtures, separations: Separations, config: JudgeConfig, hea
     return JudgeSet.join(parts)
 
 
+def pairwise_logistic_loss(predicted: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Mean logistic loss over the (i, j) with ``pairs[i, j]``, where estimate i should score above j."""
+    if not bool(pairs.any()):
+        return predicted.sum() * 0.0
+    return torch.nn.functional.softplus(-(predicted[:, None] - predicted[None, :]))[pairs].mean()
+
+
 def ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, windows: torch.Tensor,
                  margin_db: float = 1.0) -> torch.Tensor:
     """Logistic loss on every pair of estimates of one window whose true scores differ by more
     than ``margin_db``: the order within a window is what re-ranking candidates needs, and it
     is free of the mixture's own difficulty, which dominates the absolute scores."""
     same = windows[:, None] == windows[None, :]
-    gap = truth[:, None] - truth[None, :]
-    pairs = same & (gap > margin_db / 10.0)
-    if not bool(pairs.any()):
-        return predicted.sum() * 0.0
-    return torch.nn.functional.softplus(-(predicted[:, None] - predicted[None, :]))[pairs].mean()
+    return pairwise_logistic_loss(predicted, same & (truth[:, None] - truth[None, :] > margin_db / 10.0))
 
 
 def global_ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, margin_db: float = 1.0) -> torch.Tensor:
     """Logistic loss on every pair of the batch, of any windows, whose true scores differ by more
     than ``margin_db``: Spearman over held-out windows ranks estimates of different mixtures too."""
-    pairs = truth[:, None] - truth[None, :] > margin_db / 10.0
-    if not bool(pairs.any()):
-        return predicted.sum() * 0.0
-    return torch.nn.functional.softplus(-(predicted[:, None] - predicted[None, :]))[pairs].mean()
+    return pairwise_logistic_loss(predicted, truth[:, None] - truth[None, :] > margin_db / 10.0)
 
 
 def frozen_band_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> torch.Tensor:

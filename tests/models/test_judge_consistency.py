@@ -255,6 +255,9 @@ def test_ensemble_members_must_share_one_band_network():
     with pytest.raises(ValueError, match="band networks"):
         ensemble_of([first, other])
     assert ensemble_of([first]) is first
+    pair = ensemble_of([first, with_fusion(first, len(WITH_MASK))])
+    with pytest.raises(ValueError, match="single fusion"):
+        ensemble_of([pair, pair])
 
 
 def test_the_global_ranking_loss_orders_estimates_of_different_windows():
