@@ -32,7 +32,12 @@ from samstream.models.judge_train import JudgeSet, Separations, labelled_windows
 from samstream.models.metrics import spearman
 from samstream.models.separate import DEFAULT_MODEL_DIR
 from samstream.models.text_encoder import TextEncoder
-from samstream.plugin_host.judge_cli import CONSISTENCY_SEED_OFFSET, HELD_OUT_SEPARATION_SEED, judge_mixtures
+from samstream.plugin_host.judge_cli import (
+    CONSISTENCY_SEED_OFFSET,
+    HELD_OUT_SEPARATION_SEED,
+    consistency_set_name,
+    judge_mixtures,
+)
 
 REGION_EDGES_HZ = (500.0, 4000.0)
 ISSUE_KINDS = ("model_1", "model_2", "teacher_4", "teacher_16", "wrong_prompt", "interferer_prompt",
@@ -113,7 +118,7 @@ def main() -> None:
     parser.add_argument("--cross-validate", action="store_true")
     arguments = parser.parse_args()
     use_one_thread()
-    name = f"consistency_{arguments.train}_{arguments.seed}" if arguments.train \
+    name = consistency_set_name(arguments.train, arguments.seed) if arguments.train \
         else f"held_out_consistency_{arguments.held_out}"
     path = Path(arguments.sets) / f"{name}.npz"
     if not path.is_file():

@@ -290,12 +290,12 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     window_ids = np.array(sorted(members))
     steps_per_epoch = max(1, len(window_ids) // windows_per_batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps_per_epoch)
-    features = torch.from_numpy(train.features.astype(np.float32))
-    text = torch.from_numpy(train.text)
     consistency = torch.from_numpy(train.consistency[:, :model.config.consistency_features].copy()) if fusing else None
     target = torch.from_numpy(train.score_db / 10.0)
     windows = torch.from_numpy(train.window_id)
     band_scores = frozen_band_scores(model, train) if fusing and not whole else None
+    if band_scores is None:  # the band features in float32 are needed only while the band network learns
+        features, text = torch.from_numpy(train.features.astype(np.float32)), torch.from_numpy(train.text)
     for epoch in range(epochs):
         order = rng.permutation(window_ids)
         total = 0.0

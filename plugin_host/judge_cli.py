@@ -136,6 +136,11 @@ def held_out_set(arguments, encoder, consistency: bool = False):
         separations_for(arguments, encoder, HELD_OUT_SEPARATION_SEED, consistency), JudgeConfig(), first_id=1_000_000))
 
 
+def consistency_set_name(count: int, seed: int, style: str = "varied") -> str:
+    """The cached consistency set's file name, without ``.npz``."""
+    return f"consistency_{count}_{seed}" if style == "varied" else f"consistency_{style}_{count}_{seed}"
+
+
 def consistency_set(arguments, encoder):
     """Training mixtures (another seed than the band sets', so they do not repeat them) separated
     every way, each window's estimate re-separated for the consistency features."""
@@ -144,8 +149,7 @@ def consistency_set(arguments, encoder):
 
     seed = arguments.seed + CONSISTENCY_SEED_OFFSET
     count, style = arguments.consistency_mixtures, arguments.consistency_style
-    name = f"consistency_{count}_{arguments.seed}" if style == "varied" else \
-        f"consistency_{style}_{count}_{arguments.seed}"
+    name = consistency_set_name(count, arguments.seed, style)
     return cached_set(Path(arguments.sets) / f"{name}.npz", lambda: build_judge_set(
         judge_mixtures(arguments.data, "train", count, seed, style), separations_for(arguments, encoder, seed, True),
         JudgeConfig(), first_id=CONSISTENCY_FIRST_ID[style] + 10_000 * arguments.seed))
@@ -209,6 +213,8 @@ def run(arguments: argparse.Namespace) -> int:
     from samstream.models.text_encoder import TextEncoder
 
     use_one_thread()
+    if arguments.judge_command == "train" and arguments.fusion_members < 1:
+        raise ValueError(f"--fusion-members {arguments.fusion_members}: at least 1")
     for folder in arguments.early:
         if not (Path(folder) / "config.json").is_file():
             raise ValueError(f"--early {folder}: no config.json there (a checkpoint folder is needed)")
@@ -235,8 +241,6 @@ def run(arguments: argparse.Namespace) -> int:
               f"{fusion_mixtures} mixtures")
         names = CONSISTENCY_NAMES if arguments.without_posterior else \
             WITH_POSTERIOR if arguments.without_mask else WITH_MASK
-        if arguments.fusion_members < 1:
-            raise ValueError(f"--fusion-members {arguments.fusion_members}: at least 1")
         model = ensemble_of([train_judge(fusion_set, model.config, epochs=arguments.epochs,
                                          seed=arguments.seed + member, learning_rate=arguments.learning_rate,
                                          model=with_fusion(model, len(names)),
