@@ -27,7 +27,7 @@ import torch
 
 from samstream.models.judge import DEFAULT_JUDGE_DIR, POSTERIOR_NAMES, WITH_POSTERIOR
 from samstream.models.judge_net import load_judge
-from samstream.models.judge_train import JudgeSet, frozen_band_scores, predict
+from samstream.models.judge_train import JudgeSet, frozen_scores, predict
 from samstream.models.metrics import spearman
 
 EXPECTED_TARGET = len(WITH_POSTERIOR) - len(POSTERIOR_NAMES) + POSTERIOR_NAMES.index("expected_target")
@@ -61,7 +61,7 @@ def main() -> None:
     wanted = model.config.consistency_features
 
     def inputs(data: JudgeSet) -> np.ndarray:
-        return np.column_stack([frozen_band_scores(model, data).numpy(), data.consistency[:, :wanted]])
+        return np.column_stack([frozen_scores(model, data).numpy(), data.consistency[:, :wanted]])
 
     train = JudgeSet.join([JudgeSet.load(Path(path)) for path in arguments.train])
     held = JudgeSet.load(Path(arguments.held_out))

@@ -179,6 +179,13 @@ class JudgeConfig:
     # Fusion networks fitted from different seeds, their scores averaged: one judge's noise in how it
     # weighs the scalars partly cancels out (1: one network, as judges before it).
     fusion_members: int = 1
+    # The tagger (models/tagger.py): a class tagger on the band levels whose contrast between what the
+    # estimate kept and what it left, for the prompt, joins the fusion's scalars; 0: none.
+    tagger_width: int = 0
+    tagger_depth: int = 4  # dilated convolutions over frames, dilation 1, 2, 4, ...
+    tagger_kernel: int = 5
+    tagger_classes: int = 41
+    tagger_temperature: float = 0.05  # how sharply a prompt is read as the classes its embedding is near
     # The separation checkpoint those features were made with, a folder inside the judge's own
     # (exported there by set-up), so a new bundled separator leaves the judge as it was trained;
     # "": the bundled separation model.

@@ -27,6 +27,7 @@ from torch import nn
 
 from .config import JudgeConfig
 from .judge import JUDGE_GRAPH, JudgeFolderError
+from .tagger import Tagger
 
 WEIGHTS_FILE = "judge.safetensors"
 OPSET = 17
@@ -48,18 +49,27 @@ class JudgeNet(nn.Module):
         if config.consistency_features:
             self.fusion = fusion_network(config) if config.fusion_members == 1 else \
                 nn.ModuleList(fusion_network(config) for _ in range(config.fusion_members))
+        if config.tagger_width:
+            self.tagger = Tagger(config)
 
     def forward(self, features: torch.Tensor, text: torch.Tensor,
                 consistency: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, frames, feature_dim), (batch, text_dim)[, (batch, consistency_features)] -> (batch,) dB."""
-        band_score = self.band_score(features, text)
         if not self.config.consistency_features:
-            return band_score
-        return self.fused_score(band_score, consistency)
+            return self.band_score(features, text)
+        return self.fused_score(self.frozen_scores(features, text), consistency)
 
-    def fused_score(self, band_score: torch.Tensor, consistency: torch.Tensor) -> torch.Tensor:
-        """(batch,) band scores in dB and (batch, consistency_features) -> (batch,) dB."""
-        inputs = torch.cat((band_score[:, None] / FUSION_SCALE_DB, consistency), dim=-1)
+    def frozen_scores(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """What the fusion takes beside the consistency features and does not train: (batch, 1) the
+        band network's score in dB, or (batch, 2) with the tagger's contrast after it."""
+        band_score = self.band_score(features, text)[:, None]
+        if not self.config.tagger_width:
+            return band_score
+        return torch.cat((band_score, self.tagger.contrast(features, text)[:, None]), dim=-1)
+
+    def fused_score(self, frozen: torch.Tensor, consistency: torch.Tensor) -> torch.Tensor:
+        """(batch, 1 or 2) from ``frozen_scores`` and (batch, consistency_features) -> (batch,) dB."""
+        inputs = torch.cat((frozen[:, :1] / FUSION_SCALE_DB, consistency, frozen[:, 1:]), dim=-1)
         if isinstance(self.fusion, nn.ModuleList):
             fused = torch.stack([member(inputs) for member in self.fusion]).mean(dim=0)
         else:
@@ -67,7 +77,10 @@ class JudgeNet(nn.Module):
         return fused[:, 0] * FUSION_SCALE_DB
 
     def band_parameters(self) -> list[nn.Parameter]:
-        return [value for name, value in self.named_parameters() if not name.startswith("fusion.")]
+        return [value for name, value in self.named_parameters() if not name.startswith(("fusion.", "tagger."))]
+
+    def tagger_parameters(self) -> list[nn.Parameter]:
+        return [value for name, value in self.named_parameters() if name.startswith("tagger.")]
 
     def band_score(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         prompt = self.prompt(text)
@@ -81,7 +94,8 @@ class JudgeNet(nn.Module):
 
 def fusion_network(config: JudgeConfig) -> nn.Sequential:
     width = config.fusion_width
-    return nn.Sequential(nn.Linear(1 + config.consistency_features, width), nn.GELU(),
+    inputs = 1 + config.consistency_features + (1 if config.tagger_width else 0)
+    return nn.Sequential(nn.Linear(inputs, width), nn.GELU(),
                          nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
 
 
@@ -149,6 +163,25 @@ def with_fusion(base: JudgeNet, consistency_features: int) -> JudgeNet:
     model = JudgeNet(config)
     band = {name: value for name, value in base.state_dict().items() if not name.startswith("fusion.")}
     missing, unexpected = model.load_state_dict(band, strict=False)
+    if unexpected or any(not name.startswith("fusion.") for name in missing):
+        raise ValueError(f"the base judge does not fit: missing {missing}, unexpected {unexpected}")
+    return model
+
+
+def with_tagger(base: JudgeNet, tagger: Tagger) -> JudgeNet:
+    """``base``'s band network (its fusion dropped) with ``tagger``, whose contrast a fusion made
+    by ``with_fusion`` will take."""
+    tagged = tagger.config
+    config = dataclasses.replace(base.config, tagger_width=tagged.tagger_width, tagger_depth=tagged.tagger_depth,
+                                 tagger_kernel=tagged.tagger_kernel, tagger_classes=tagged.tagger_classes,
+                                 tagger_temperature=tagged.tagger_temperature)
+    if (tagged.n_bands, tagged.text_dim) != (config.n_bands, config.text_dim):
+        raise ValueError(f"the tagger takes {tagged.n_bands} bands and {tagged.text_dim}-d prompts, the judge "
+                         f"{config.n_bands} and {config.text_dim}")
+    model = JudgeNet(config)
+    state = {name: value for name, value in base.state_dict().items() if not name.startswith(("fusion.", "tagger."))}
+    state |= {f"tagger.{name}": value for name, value in tagger.state_dict().items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not name.startswith("fusion.") for name in missing):
         raise ValueError(f"the base judge does not fit: missing {missing}, unexpected {unexpected}")
     return model

@@ -259,13 +259,14 @@ def global_ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, margin_db:
     return pairwise_logistic_loss(predicted, truth[:, None] - truth[None, :] > margin_db / 10.0)
 
 
-def frozen_band_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> torch.Tensor:
-    """The band network's score of every example, once: while it is frozen, the fusion's epochs
-    need nothing else from the band features."""
+def frozen_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> torch.Tensor:
+    """The band network's score of every example, and the tagger's contrast if the judge has one,
+    once (``JudgeNet.frozen_scores``): while they are frozen, the fusion's epochs need nothing else
+    from the band features."""
     batches = [slice(start, start + batch_size) for start in range(0, len(train.score_db), batch_size)]
     with torch.no_grad():
-        return torch.cat([model.band_score(torch.from_numpy(train.features[batch].astype(np.float32)),
-                                           torch.from_numpy(train.text[batch])) for batch in batches])
+        return torch.cat([model.frozen_scores(torch.from_numpy(train.features[batch].astype(np.float32)),
+                                              torch.from_numpy(train.text[batch])) for batch in batches])
 
 
 def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,
@@ -284,6 +285,8 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     check_consistency_columns(train, model.config.consistency_features)
     for parameter in model.band_parameters():
         parameter.requires_grad_(not fusing or whole)
+    for parameter in model.tagger_parameters():  # fitted on its own task (tagger.train_tagger)
+        parameter.requires_grad_(False)
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimiser = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=1e-4)
     members = {window: np.flatnonzero(train.window_id == window) for window in np.unique(train.window_id)}
@@ -293,7 +296,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     consistency = torch.from_numpy(train.consistency[:, :model.config.consistency_features].copy()) if fusing else None
     target = torch.from_numpy(train.score_db / 10.0)
     windows = torch.from_numpy(train.window_id)
-    band_scores = frozen_band_scores(model, train) if fusing and not whole else None
+    band_scores = frozen_scores(model, train) if fusing and not whole else None
     if band_scores is None:  # the band features in float32 are needed only while the band network learns
         features, text = torch.from_numpy(train.features.astype(np.float32)), torch.from_numpy(train.text)
     for epoch in range(epochs):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 DEFAULT_SETS = "runs/judge"
@@ -11,9 +12,9 @@ FINE_TUNE_LEARNING_RATE = 3e-4
 # (so that its mixtures do not repeat the band sets').
 HELD_OUT_SEPARATION_SEED = 1
 CONSISTENCY_SEED_OFFSET = 104729
-MIXTURE_STYLES = ("varied", "protocol")
+MIXTURE_STYLES = ("varied", "protocol", "calibration")
 # The first mixture id of a consistency set, per style; + 10,000 per --seed.
-CONSISTENCY_FIRST_ID = {"varied": 2_000_000, "protocol": 3_000_000}
+CONSISTENCY_FIRST_ID = {"varied": 2_000_000, "protocol": 3_000_000, "calibration": 4_000_000}
 
 
 def register(commands) -> None:
@@ -23,6 +24,18 @@ def register(commands) -> None:
     train = actions.add_parser("train", help="separate corpus mixtures many ways, then fit the judge to the true "
                                              "SI-SDR; reports Spearman on held-out validation mixtures")
     evaluate = actions.add_parser("eval", help="Spearman of a judge with the true SI-SDR on held-out mixtures")
+    tagger = actions.add_parser("tagger", help="fit the judge's tagger: which classes a window's band levels "
+                                               "sound like (a second opinion beside the separator's)")
+    tagger.add_argument("--data", default="data/corpus", help="corpus from `samstream data build`")
+    tagger.add_argument("--mixtures", type=int, default=20000,
+                        help="training-split mixtures, each giving its target, interferers and mixture (default "
+                             "20000; about 35 ms each to draw)")
+    tagger.add_argument("--validation-mixtures", type=int, default=1000,
+                        help="validation-split mixtures whose targets measure it (default 1000)")
+    tagger.add_argument("--epochs", type=int, default=6)
+    tagger.add_argument("--width", type=int, default=64, help="channels of its convolutions (default 64)")
+    tagger.add_argument("--seed", type=int, default=11)
+    tagger.add_argument("--out", required=True, help="folder to write (tagger.json, tagger.safetensors)")
     for action in (train, evaluate):
         action.add_argument("--data", default="data/corpus", help="corpus from `samstream data build`")
         action.add_argument("--model", help="separation model whose outputs are judged (default: the bundled one)")
@@ -44,7 +57,9 @@ def register(commands) -> None:
                             "(default 100; 0: a band-level judge alone)")
     train.add_argument("--consistency-style", choices=MIXTURE_STYLES, default="varied",
                        help="how those mixtures are made: varied (default; 1-2 interferers, EQ, rooms, targets "
-                            "that come and go) or protocol (the benchmark's: one interferer, dry)")
+                            "that come and go), protocol (the benchmark's: one interferer, dry) or calibration "
+                            "(the benchmark's, from validation-split sources of groups that no --held-out "
+                            "mixture uses: sources the separator never trained on)")
     train.add_argument("--without-posterior", action="store_true",
                        help="fuse only the re-separation features of the estimate and its remainder, not the "
                             "model's posterior of the mixture (one re-separation fewer per window) nor the "
@@ -57,6 +72,9 @@ def register(commands) -> None:
     train.add_argument("--fine-tune-epochs", type=int, default=0,
                        help="after the fusion, epochs in which the band network learns beside it on the "
                             "re-separated mixtures, at a tenth of the learning rate (default 0: measured, it overfits)")
+    train.add_argument("--tagger", metavar="FOLDER",
+                       help="a tagger from `samstream judge tagger`: its contrast for the prompt between what "
+                            "the estimate kept and what it left joins the fusion's scalars (frozen)")
     train.add_argument("--fusion-members", type=int, default=1,
                        help="fusion networks fitted from consecutive seeds, their scores averaged (default 1)")
     train.add_argument("--global-ranking-weight", type=float, default=0.0,
@@ -70,10 +88,13 @@ def register(commands) -> None:
     evaluate.add_argument("--judge", help="judge folder (default: the bundled model's judge/)")
 
 
-def judge_mixtures(data: str, split: str, count: int, seed: int, style: str = "varied"):
+def judge_mixtures(data: str, split: str, count: int, seed: int, style: str = "varied", held_out: int = 0):
     """Training mixtures from the corpus's training split, or the validation set's (``per_class`` each).
     ``style`` of the training mixtures: "varied" (1-2 interferers, EQ, rooms, targets that come and go,
-    as a live input), or "protocol" (the benchmark's: one interferer, dry, the target throughout)."""
+    as a live input), "protocol" (the benchmark's: one interferer, dry, the target throughout), or
+    "calibration" (the benchmark's, from validation-split sources of groups that no mixture of the
+    validation set's first ``held_out`` per class uses: sources the separator never trained on,
+    as a live input's are, and that the held-out windows do not share)."""
     from dataclasses import replace
 
     from samstream.models.data.manifest import read_manifest
@@ -91,12 +112,30 @@ def judge_mixtures(data: str, split: str, count: int, seed: int, style: str = "v
         return
     if style not in MIXTURE_STYLES:
         raise ValueError(f"mixture style {style!r}: one of {', '.join(MIXTURE_STYLES)}")
-    config = MixtureConfig(seconds=PROTOCOL.seconds, interferers=(1, 2)) if style == "varied" else \
-        replace(PROTOCOL, split="train")
+    if style == "calibration":
+        entries, config = calibration_entries(entries, data, held_out), PROTOCOL
+    else:
+        config = MixtureConfig(seconds=PROTOCOL.seconds, interferers=(1, 2)) if style == "varied" else \
+            replace(PROTOCOL, split="train")
     sampler = MixtureSampler(entries, data, config, seed=seed)
     for index in range(count):
         mix = sampler.sample(index)
         yield JudgeMixture(mix.mixture, mix.target, mix.caption, mix.target_class, mix.interferer_classes[0])
+
+
+def calibration_entries(entries: list, data: str, held_out: int) -> list:
+    """The validation split's entries whose (class, group) no mixture of the validation set's first
+    ``held_out`` per class draws from. A group is one kit, voice, instrument program or recording:
+    the corpus splits by group, so sources of one group sound alike."""
+    from samstream.models.data.validation import items
+
+    if held_out < 1:
+        raise ValueError("calibration mixtures need the held-out set's size (--held-out), to leave its "
+                         "sources out")
+    group_of = {entry.path: (entry.cls, entry.group) for entry in entries}
+    used = {group_of[source["path"]] for meta, _, _ in items(entries, data, per_class=held_out)
+            for source in meta["sources"]}
+    return [entry for entry in entries if entry.split == "val" and (entry.cls, entry.group) not in used]
 
 
 def cached_set(path: Path, make, log=print):
@@ -136,9 +175,14 @@ def held_out_set(arguments, encoder, consistency: bool = False):
         separations_for(arguments, encoder, HELD_OUT_SEPARATION_SEED, consistency), JudgeConfig(), first_id=1_000_000))
 
 
-def consistency_set_name(count: int, seed: int, style: str = "varied") -> str:
-    """The cached consistency set's file name, without ``.npz``."""
-    return f"consistency_{count}_{seed}" if style == "varied" else f"consistency_{style}_{count}_{seed}"
+def consistency_set_name(count: int, seed: int, style: str = "varied", held_out: int = 0) -> str:
+    """The cached consistency set's file name, without ``.npz``; a calibration set's names the
+    held-out set whose sources it leaves out."""
+    if style == "varied":
+        return f"consistency_{count}_{seed}"
+    if style == "calibration":
+        return f"consistency_calibration_h{held_out}_{count}_{seed}"
+    return f"consistency_{style}_{count}_{seed}"
 
 
 def consistency_set(arguments, encoder):
@@ -149,9 +193,10 @@ def consistency_set(arguments, encoder):
 
     seed = arguments.seed + CONSISTENCY_SEED_OFFSET
     count, style = arguments.consistency_mixtures, arguments.consistency_style
-    name = consistency_set_name(count, arguments.seed, style)
+    name = consistency_set_name(count, arguments.seed, style, arguments.held_out)
     return cached_set(Path(arguments.sets) / f"{name}.npz", lambda: build_judge_set(
-        judge_mixtures(arguments.data, "train", count, seed, style), separations_for(arguments, encoder, seed, True),
+        judge_mixtures(arguments.data, "train", count, seed, style, arguments.held_out),
+        separations_for(arguments, encoder, seed, True),
         JudgeConfig(), first_id=CONSISTENCY_FIRST_ID[style] + 10_000 * arguments.seed))
 
 
@@ -162,6 +207,38 @@ def mask_only_set(arguments, encoder, config):
     seed = arguments.seed + 7919
     return build_judge_set(judge_mixtures(arguments.data, "train", arguments.mask_mixtures, seed),
                            separations_for(arguments, encoder, seed), config, first_id=500_000, with_model=False)
+
+
+def calibration_held_out(path: Path) -> int | None:
+    """The held-out size whose sources a cached calibration set leaves out (from its name), or None
+    for a set of training-split mixtures."""
+    match = re.fullmatch(r"consistency_calibration_h(\d+)_\d+_\d+\.npz", Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def calibrated_sources_guard(arguments) -> int | None:
+    """The smallest held-out size left out by any calibration set this training reads; refuses a set
+    that left out fewer held-out mixtures than ``--held-out`` names, whose sources the held-out
+    windows would share."""
+    sizes = [calibration_held_out(Path(path)) for path in arguments.extra_set]
+    if arguments.consistency_mixtures and arguments.consistency_style == "calibration":
+        sizes.append(arguments.held_out)
+    sizes = [size for size in sizes if size is not None]
+    for path in arguments.extra_set:
+        size = calibration_held_out(Path(path))
+        if size is not None and size < arguments.held_out:
+            raise ValueError(f"--extra-set {path}: its sources leave out the first {size} validation mixtures per "
+                             f"class only, and --held-out {arguments.held_out} shares sources with it")
+    return min(sizes) if sizes else None
+
+
+def check_held_out_unseen(folder: Path, held_out: int) -> None:
+    """Refuses to measure a judge on held-out mixtures whose sources its calibration sets drew from."""
+    record = folder / "training.json"
+    left_out = json.loads(record.read_text()).get("calibration_leaves_out_held_out") if record.is_file() else None
+    if left_out is not None and held_out > left_out:
+        raise ValueError(f"{folder}: calibrated on validation sources the first {left_out} mixtures per class leave "
+                         f"unused; --held-out {held_out} would measure it on sources it trained on")
 
 
 def extra_sets(arguments) -> tuple[list, list]:
@@ -203,16 +280,59 @@ def train_band_judge(arguments, encoder, held_out, extra_band_sets: list):
     return model, figures
 
 
+def fit_tagger(arguments, encoder) -> int:
+    """`samstream judge tagger`: draw the mixtures, fit the tagger, write it with its figures."""
+    from dataclasses import replace
+
+    from samstream.models.config import JudgeConfig
+    from samstream.models.tagger import (
+        class_embeddings,
+        corpus_classes,
+        save_tagger,
+        tagger_examples,
+        target_accuracy,
+        train_tagger,
+    )
+
+    if arguments.mixtures < 1 or arguments.epochs < 1 or arguments.width < 1:
+        raise ValueError("--mixtures, --epochs and --width must be at least 1")
+    import os
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)  # one network on many examples: every core helps
+    classes = corpus_classes(arguments.data)
+    config = replace(JudgeConfig(), tagger_width=arguments.width, tagger_classes=len(classes))
+    print(f"drawing {arguments.mixtures} training mixtures ...")
+    train = tagger_examples(arguments.data, "train", arguments.mixtures, arguments.seed, classes, config)
+    validation = tagger_examples(arguments.data, "val", arguments.validation_mixtures, arguments.seed, classes,
+                                 config) if arguments.validation_mixtures else None
+    model = train_tagger(train, config, class_embeddings(encoder, classes), epochs=arguments.epochs,
+                         seed=arguments.seed, validation=validation)
+    figures = {"classes": classes, "mixtures": arguments.mixtures, "epochs": arguments.epochs,
+               "seed": arguments.seed}
+    if validation is not None:
+        figures |= {"validation_mixtures": arguments.validation_mixtures,
+                    "validation_targets_tagged_right": round(target_accuracy(model, validation), 4)}
+    save_tagger(model, Path(arguments.out), {"training": figures})
+    print(f"tagger written to {arguments.out}" + (f": validation targets tagged right "
+          f"{figures['validation_targets_tagged_right']:.1%}" if validation is not None else ""))
+    return 0
+
+
 def run(arguments: argparse.Namespace) -> int:
     import numpy as np
 
     from samstream.models.checkpoint import count_parameters
     from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR, WITH_MASK, WITH_POSTERIOR
-    from samstream.models.judge_net import ensemble_of, load_judge, save_judge, with_fusion
+    from samstream.models.judge_net import ensemble_of, load_judge, save_judge, with_fusion, with_tagger
     from samstream.models.judge_train import JudgeSet, evaluate_judge, predict, train_judge, use_one_thread
+    from samstream.models.tagger import load_tagger
     from samstream.models.text_encoder import TextEncoder
 
     use_one_thread()
+    if arguments.judge_command == "tagger":
+        return fit_tagger(arguments, TextEncoder.load())
     if arguments.judge_command == "train" and arguments.fusion_members < 1:
         raise ValueError(f"--fusion-members {arguments.fusion_members}: at least 1")
     for folder in arguments.early:
@@ -221,12 +341,14 @@ def run(arguments: argparse.Namespace) -> int:
     encoder = TextEncoder.load()
     if arguments.judge_command == "eval":
         folder = Path(arguments.judge) if arguments.judge else DEFAULT_JUDGE_DIR
+        check_held_out_unseen(folder, arguments.held_out)
         model = load_judge(folder)
         held_out = held_out_set(arguments, encoder, bool(model.config.consistency_features))
         figures = evaluate_judge(predict(model, held_out), held_out)
         print(json.dumps(figures, indent=2))
         return 0
     fusing = arguments.consistency_mixtures > 0
+    calibration_left_out = calibrated_sources_guard(arguments)
     held_out = held_out_set(arguments, encoder, fusing)
     extra_band_sets, extra_consistency_sets = extra_sets(arguments)
     if arguments.base:
@@ -234,6 +356,9 @@ def run(arguments: argparse.Namespace) -> int:
         figures = {"band_network": f"from {arguments.base}"}
     else:
         model, figures = train_band_judge(arguments, encoder, held_out, extra_band_sets)
+    if arguments.tagger:
+        model = with_tagger(model, load_tagger(Path(arguments.tagger), model.config))
+        figures["tagger"] = json.loads((Path(arguments.tagger) / "tagger.json").read_text())
     if fusing:
         fusion_set = JudgeSet.join([consistency_set(arguments, encoder), *extra_consistency_sets])
         fusion_mixtures = len(np.unique(fusion_set.mixture_id))
@@ -259,6 +384,8 @@ def run(arguments: argparse.Namespace) -> int:
                 "learning_rate": arguments.learning_rate,
                 "early_checkpoints": [Path(folder).name for folder in arguments.early],
                 "parameters": count_parameters(model)}
+    if calibration_left_out is not None:
+        figures["calibration_leaves_out_held_out"] = calibration_left_out
     out = Path(arguments.out) if arguments.out else DEFAULT_JUDGE_DIR
     # A fused judge keeps the separator its consistency features were measured with.
     save_judge(model, out, figures, reseparator=separations_model_dir(arguments) if fusing else None)

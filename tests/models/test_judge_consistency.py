@@ -426,3 +426,33 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
                   str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
                   "--fusion-members", "0")
     assert refused.returncode != 0 and "--fusion-members 0" in refused.stderr
+
+
+def test_a_judge_calibrated_on_validation_sources_is_never_measured_on_them(tmp_path, example_set):
+    """Calibration sets draw validation-split sources that the first N held-out mixtures per class
+    leave unused: training refuses one that left out fewer than --held-out, the judge records N,
+    and `judge eval` refuses a held-out set larger than N."""
+    sets, base, out = tmp_path / "sets", tmp_path / "base", tmp_path / "calibrated"
+    sets.mkdir()
+    example_set.save(sets / "held_out_consistency_1.npz")
+    example_set.save(sets / "consistency_2_0.npz")
+    calibration = sets / "consistency_calibration_h1_2_0.npz"
+    example_set.save(calibration)
+    torch.manual_seed(0)
+    save_judge(JudgeNet(CONFIG), base)
+
+    def cli(*arguments):
+        return subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "judge", *arguments, "--sets",
+                               str(sets), "--data", str(tmp_path / "no_corpus")], capture_output=True, text=True,
+                              timeout=300)
+    trained = cli("train", "--base", str(base), "--consistency-mixtures", "2", "--held-out", "1", "--epochs", "2",
+                  "--out", str(out), "--extra-set", str(calibration))
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((out / "training.json").read_text())["calibration_leaves_out_held_out"] == 1
+    assert cli("eval", "--judge", str(out), "--held-out", "1").returncode == 0
+    refused = cli("eval", "--judge", str(out), "--held-out", "2")
+    assert refused.returncode != 0 and "--held-out 2 would measure it on sources it trained on" in refused.stderr
+    refused = cli("train", "--base", str(base), "--consistency-mixtures", "2", "--held-out", "2", "--epochs", "2",
+                  "--out", str(tmp_path / "leaky"), "--extra-set", str(calibration))
+    assert refused.returncode != 0 and "shares sources with it" in refused.stderr
+    assert not (tmp_path / "leaky").exists()

@@ -164,3 +164,26 @@ def test_judge_training_mixtures_come_varied_or_as_the_benchmark_makes_them(tone
     assert np.ptp(levels("varied")) > 3.0
     with pytest.raises(ValueError, match="mixture style 'loud'"):
         list(judge_mixtures(root, "train", 1, 3, "loud"))
+
+
+def test_calibration_mixtures_draw_only_validation_groups_the_held_out_set_leaves_unused(tone_corpus):
+    from samstream.models.data.validation import items
+    from samstream.plugin_host.judge_cli import calibration_entries, judge_mixtures
+
+    root, entries = tone_corpus
+    held_out_paths = {source["path"] for meta, _, _ in items(entries, root, per_class=1) for source in meta["sources"]}
+    pool = calibration_entries(entries, root, held_out=1)
+    pool_paths = {entry.path for entry in pool}
+    # Every source of the pool is a validation source the held-out mixtures never touch, and every
+    # validation source they leave is in the pool.
+    assert pool_paths and all(entry.split == "val" for entry in pool)
+    assert not pool_paths & held_out_paths
+    assert pool_paths | held_out_paths == {entry.path for entry in entries if entry.split == "val"}
+    # Three held-out mixtures of two sources leave at least two classes of the six sources.
+    assert len({entry.cls for entry in pool}) >= 2
+    made = list(judge_mixtures(root, "train", 4, 3, "calibration", held_out=1))
+    assert {item.target_class for item in made} <= {entry.cls for entry in pool}
+    np.testing.assert_allclose([10 * np.log10(np.mean(item.mixture.astype(np.float64) ** 2)) for item in made],
+                               PROTOCOL.level_db[0], atol=0.5)
+    with pytest.raises(ValueError, match="--held-out"):
+        calibration_entries(entries, root, held_out=0)

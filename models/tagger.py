@@ -1,0 +1,222 @@
+"""The judge's tagger (training half, torch): which of the corpus's classes a window sounds like.
+
+The judge's consistency features ask the separator about the separator's own output. Where the
+separator takes one source for another (asked for "a gong" beside crackle, it returns the
+crackle, and returns the gong when asked for something else), those features agree with it and
+the judge is wrong with it: on that held-out window it judged the ideal mask -18 dB and the
+interferer's +31. The tagger is a second opinion from a model trained for another task:
+multi-label classification of the training split's sources, alone and mixed, from the ERB band
+levels the judge computes anyway. The judge takes one number from it, the contrast: how much more
+the estimate sounds like the prompt than what the estimate left behind.
+
+Read top-down: ``tagger_input`` makes band levels level-free, ``Tagger`` is a dilated
+convolution over frames pooled to class logits, and ``contrast`` reads the judge's own band
+features (``judge.judge_features``), so the tagger runs inside the judge's ONNX graph and the
+live path computes nothing new. ``tagger_examples`` and ``train_tagger`` fit it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import JudgeConfig
+from .judge import FEATURE_SCALE_DB, JudgeFolderError, band_powers, band_weights
+
+TAGGER_FLOOR_DB = -60.0  # band powers are floored this far below the window's mixture mean power
+TAGGER_RANGE_DB = (-60.0, 20.0)  # levels relative to the signal's own mean power
+CONTRAST_SCALE = 10.0  # logits -> the fusion's units
+TAGGER_FILES = ("tagger.json", "tagger.safetensors")
+
+
+def tagger_input(levels_db: torch.Tensor, mixture_db: torch.Tensor) -> torch.Tensor:
+    """(batch, frames, bands) band levels of a signal and of its window's mixture, in dB against any
+    common reference -> the tagger's input: the signal's levels against its own mean power, floored
+    under the mixture's, in units of 20 dB. Level-free, so an estimate is tagged as its source would be."""
+    floor = torch.pow(10.0, mixture_db / 10.0).mean(dim=(1, 2), keepdim=True) * 10.0 ** (TAGGER_FLOOR_DB / 10.0)
+    power = torch.pow(10.0, levels_db / 10.0) + floor
+    relative = 10.0 * torch.log10(power) - 10.0 * torch.log10(power.mean(dim=(1, 2), keepdim=True))
+    return torch.clamp(relative, *TAGGER_RANGE_DB) / FEATURE_SCALE_DB
+
+
+class Tagger(nn.Module):
+    def __init__(self, config: JudgeConfig):
+        super().__init__()
+        self.config = config
+        width, kernel = config.tagger_width, config.tagger_kernel
+        layers, channels = [], config.n_bands
+        for level in range(config.tagger_depth):
+            dilation = 2 ** level
+            layers += [nn.Conv1d(channels, width, kernel, padding=dilation * (kernel // 2), dilation=dilation),
+                       nn.GELU()]
+            channels = width
+        self.frames = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * width, config.tagger_classes)
+        # One mean caption embedding per class, unit length: a prompt is read as the classes it is near.
+        self.register_buffer("class_embeddings", torch.zeros(config.tagger_classes, config.text_dim))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, bands) from ``tagger_input`` -> (batch, classes) logits."""
+        frames = self.frames(inputs.transpose(1, 2))
+        return self.head(torch.cat((frames.mean(dim=-1), frames.amax(dim=-1)), dim=-1))
+
+    def prompt_classes(self, text: torch.Tensor) -> torch.Tensor:
+        """(batch, text_dim) prompt embeddings -> (batch, classes) weights summing to one."""
+        text = text / torch.clamp(text.norm(dim=-1, keepdim=True), min=1e-6)
+        return torch.softmax(text @ self.class_embeddings.T / self.config.tagger_temperature, dim=-1)
+
+    def contrast(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The judge's band features (batch, frames, 3 * bands) and prompt -> (batch,): the prompt's
+        logit for what the estimate kept minus its logit for what the estimate left, over
+        ``CONTRAST_SCALE``."""
+        levels = features * FEATURE_SCALE_DB
+        bands = self.config.n_bands
+        mixture = levels[..., :bands]  # against the mixture's mean power; kept and left against the mixture
+        kept = self(tagger_input(mixture + levels[..., bands:2 * bands], mixture))
+        left = self(tagger_input(mixture + levels[..., 2 * bands:], mixture))
+        return ((kept - left) * self.prompt_classes(text)).sum(dim=-1) / CONTRAST_SCALE
+
+
+def corpus_classes(data: str) -> list[str]:
+    """The classes of a corpus's training split, sorted: what a tagger fitted on it tells apart."""
+    from .data.manifest import read_manifest
+
+    manifest = Path(data) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
+    return sorted({entry.cls for entry in read_manifest(str(manifest)) if entry.split == "train"})
+
+
+def class_embeddings(encoder, classes: list[str]) -> np.ndarray:
+    """(classes, text_dim): each class's captions embedded and averaged, unit length."""
+    from .data.captions import captions_for
+
+    means = np.stack([np.mean([encoder.encode(caption) for caption in captions_for(name)], axis=0)
+                      for name in classes])
+    return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TaggerExamples:
+    """Band levels of windows of mixtures: (mixtures, 3, frames, bands) dB of the target, the
+    interferers and the mixture; labels (mixtures, 3, classes) 0/1, the classes each one holds."""
+
+    levels: np.ndarray
+    labels: np.ndarray
+
+    def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        levels = torch.from_numpy(self.levels.astype(np.float32))
+        mixture = levels[:, 2:3].expand_as(levels)
+        frames, bands = levels.shape[2:]
+        inputs = tagger_input(levels.reshape(-1, frames, bands), mixture.reshape(-1, frames, bands))
+        return inputs, torch.from_numpy(self.labels.reshape(-1, self.labels.shape[-1]).astype(np.float32))
+
+
+def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[str],
+                    config: JudgeConfig, log=print) -> TaggerExamples:
+    """``count`` windows of the judge's length from mixtures of ``split``'s sources (one or two
+    interferers, EQ, rooms, the target throughout): each window's target, interferers and mixture."""
+    from .data.manifest import read_manifest
+    from .data.mixtures import MixtureConfig, MixtureSampler
+
+    manifest = Path(data) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
+    sampler = MixtureSampler(read_manifest(str(manifest)), data,
+                             MixtureConfig(seconds=config.window_seconds, interferers=(1, 2), partial_prob=0.0,
+                                           split=split), seed=seed)
+    index = {name: number for number, name in enumerate(classes)}
+    weights = band_weights(config)
+    levels = np.zeros((count, 3, -(-config.window_samples // config.hop), config.n_bands), np.float16)
+    labels = np.zeros((count, 3, len(classes)), np.uint8)
+    started = time.time()
+    for number in range(count):
+        mixture = sampler.sample(number)
+        powers = band_powers(np.stack((mixture.target, mixture.residual, mixture.mixture)).astype(np.float32),
+                             config, weights)
+        levels[number] = 10.0 * np.log10(powers + 1e-12)
+        labels[number, 0, index[mixture.target_class]] = 1
+        for name in mixture.interferer_classes:
+            labels[number, 1, index[name]] = 1
+        labels[number, 2] = labels[number, 0] | labels[number, 1]
+        if (number + 1) % 2000 == 0:
+            log(f"  {number + 1} mixtures, {time.time() - started:.0f} s")
+    return TaggerExamples(levels, labels)
+
+
+def train_tagger(train: TaggerExamples, config: JudgeConfig, embeddings: np.ndarray, epochs: int = 6,
+                 learning_rate: float = 2e-3, batch_size: int = 64, seed: int = 0,
+                 validation: TaggerExamples | None = None, log=print) -> Tagger:
+    """Binary cross-entropy per class, with a random spectral tilt on each example (an estimate's
+    colouring); logs the validation's top-1 accuracy on its targets after each epoch."""
+    torch.manual_seed(seed)
+    model = Tagger(config)
+    model.class_embeddings.copy_(torch.from_numpy(embeddings))
+    inputs, labels = train.inputs()
+    steps = max(1, len(inputs) // batch_size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps)
+    tilt = torch.linspace(-1.0, 1.0, config.n_bands)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(inputs))
+        total = 0.0
+        for step in range(steps):
+            batch = order[step * batch_size:(step + 1) * batch_size]
+            tilted = inputs[batch] + 0.1 * torch.randn(len(batch), 1, 1) * tilt
+            loss = nn.functional.binary_cross_entropy_with_logits(model(tilted), labels[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item()
+        line = f"  epoch {epoch + 1}/{epochs}: loss {total / steps:.4f}"
+        if validation is not None:
+            line += f", validation targets tagged right {target_accuracy(model, validation):.1%}"
+        log(line)
+    return model.eval()
+
+
+def target_accuracy(model: Tagger, examples: TaggerExamples) -> float:
+    """Share of the examples' target windows whose top class is the target's."""
+    inputs, labels = examples.inputs()
+    targets, truth = inputs[0::3], labels[0::3]
+    with torch.no_grad():
+        logits = torch.cat([model(targets[start:start + 256]) for start in range(0, len(targets), 256)])
+    return float(truth[torch.arange(len(truth)), logits.argmax(dim=1)].mean())
+
+
+def save_tagger(model: Tagger, folder: Path, figures: dict | None = None) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    record = {"width": config.tagger_width, "depth": config.tagger_depth, "kernel": config.tagger_kernel,
+              "classes": config.tagger_classes, "temperature": config.tagger_temperature} | (figures or {})
+    (folder / TAGGER_FILES[0]).write_text(json.dumps(record, indent=2) + "\n")
+    save_file({name: value.detach().contiguous() for name, value in model.state_dict().items()},
+              str(folder / TAGGER_FILES[1]))
+
+
+def load_tagger(folder: Path, config: JudgeConfig) -> Tagger:
+    """A tagger written by ``save_tagger``, for a judge of ``config``'s bands and prompt size."""
+    from dataclasses import replace
+
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / TAGGER_FILES[0]).read_text())
+        config = replace(config, tagger_width=record["width"], tagger_depth=record["depth"],
+                         tagger_kernel=record["kernel"], tagger_classes=record["classes"],
+                         tagger_temperature=record["temperature"])
+        model = Tagger(config)
+        model.load_state_dict(load_file(str(folder / TAGGER_FILES[1])))
+    except FileNotFoundError as error:
+        raise JudgeFolderError(f"{error.filename}: missing") from None
+    except (ValueError, RuntimeError, TypeError, KeyError) as error:
+        raise JudgeFolderError(f"{folder}: not a tagger ({str(error).splitlines()[0]})") from None
+    return model.eval()
