@@ -12,7 +12,9 @@ estimate's mask features too) passes that number and
 those scalars through a small fusion network, which gives the final score, or through several
 fitted from different seeds whose scores are averaged (``JudgeConfig.fusion_members``,
 ``ensemble_of``). The band network is trained first, on many cheap windows; the fusion after
-it, with the band network frozen, on fewer windows that were re-separated.
+it, with the band network frozen, on fewer windows that were re-separated. A judge may also
+hold a tagger (``JudgeConfig.tagger_width``, ``with_tagger``, models/tagger.py), fitted on its
+own task and frozen here, whose contrast joins the fusion's scalars from the same band features.
 """
 from __future__ import annotations
 
