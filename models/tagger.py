@@ -17,6 +17,7 @@ live path computes nothing new. ``tagger_examples`` and ``train_tagger`` fit it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,12 @@ TAGGER_FLOOR_DB = -60.0  # band powers are floored this far below the window's m
 TAGGER_RANGE_DB = (-60.0, 20.0)  # levels relative to the signal's own mean power
 CONTRAST_SCALE = 10.0  # logits -> the fusion's units
 TAGGER_FILES = ("tagger.json", "tagger.safetensors")
+
+
+def use_every_core() -> None:
+    """Torch on every core: the tagger is one network fitted on many examples, unlike the judge's
+    many small separations (``judge_train.use_one_thread``)."""
+    torch.set_num_threads(os.cpu_count() or 1)
 
 
 def tagger_input(levels_db: torch.Tensor, mixture_db: torch.Tensor) -> torch.Tensor:

@@ -220,15 +220,16 @@ def calibrated_sources_guard(arguments) -> int | None:
     """The smallest held-out size left out by any calibration set this training reads; refuses a set
     that left out fewer held-out mixtures than ``--held-out`` names, whose sources the held-out
     windows would share."""
-    sizes = [calibration_held_out(Path(path)) for path in arguments.extra_set]
-    if arguments.consistency_mixtures and arguments.consistency_style == "calibration":
-        sizes.append(arguments.held_out)
-    sizes = [size for size in sizes if size is not None]
+    sizes = []
     for path in arguments.extra_set:
         size = calibration_held_out(Path(path))
         if size is not None and size < arguments.held_out:
             raise ValueError(f"--extra-set {path}: its sources leave out the first {size} validation mixtures per "
                              f"class only, and --held-out {arguments.held_out} shares sources with it")
+        if size is not None:
+            sizes.append(size)
+    if arguments.consistency_mixtures and arguments.consistency_style == "calibration":
+        sizes.append(arguments.held_out)
     return min(sizes) if sizes else None
 
 
@@ -292,15 +293,12 @@ def fit_tagger(arguments, encoder) -> int:
         tagger_examples,
         target_accuracy,
         train_tagger,
+        use_every_core,
     )
 
     if arguments.mixtures < 1 or arguments.epochs < 1 or arguments.width < 1:
         raise ValueError("--mixtures, --epochs and --width must be at least 1")
-    import os
-
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)  # one network on many examples: every core helps
+    use_every_core()
     classes = corpus_classes(arguments.data)
     config = replace(JudgeConfig(), tagger_width=arguments.width, tagger_classes=len(classes))
     print(f"drawing {arguments.mixtures} training mixtures ...")
