@@ -186,6 +186,10 @@ class JudgeConfig:
     tagger_kernel: int = 5
     tagger_classes: int = 41
     tagger_temperature: float = 0.05  # how sharply a prompt is read as the classes its embedding is near
+    # Taggers fitted from different seeds and draws, their contrasts averaged (1: one tagger, as judges
+    # before it): one tagger's view of a class is noisy, and the judge's correlation moved by 0.02
+    # between two taggers fitted alike.
+    tagger_members: int = 1
     # The separation checkpoint those features were made with, a folder inside the judge's own
     # (exported there by set-up), so a new bundled separator leaves the judge as it was trained;
     # "": the bundled separation model.

@@ -14,7 +14,8 @@ fitted from different seeds whose scores are averaged (``JudgeConfig.fusion_memb
 ``ensemble_of``). The band network is trained first, on many cheap windows; the fusion after
 it, with the band network frozen, on fewer windows that were re-separated. A judge may also
 hold a tagger (``JudgeConfig.tagger_width``, ``with_tagger``, models/tagger.py), fitted on its
-own task and frozen here, whose contrast joins the fusion's scalars from the same band features.
+own task and frozen here, whose contrast joins the fusion's scalars from the same band features,
+or several taggers whose contrasts are averaged (``JudgeConfig.tagger_members``).
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class JudgeNet(nn.Module):
             self.fusion = fusion_network(config) if config.fusion_members == 1 else \
                 nn.ModuleList(fusion_network(config) for _ in range(config.fusion_members))
         if config.tagger_width:
-            self.tagger = Tagger(config)
+            self.tagger = Tagger(config) if config.tagger_members == 1 else \
+                nn.ModuleList(Tagger(config) for _ in range(config.tagger_members))
 
     def forward(self, features: torch.Tensor, text: torch.Tensor,
                 consistency: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,11 +65,13 @@ class JudgeNet(nn.Module):
 
     def frozen_scores(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """What the fusion takes beside the consistency features and does not train: (batch, 1) the
-        band network's score in dB, or (batch, 2) with the tagger's contrast after it."""
+        band network's score in dB, or (batch, 2) with the taggers' mean contrast after it."""
         band_score = self.band_score(features, text)[:, None]
         if not self.config.tagger_width:
             return band_score
-        return torch.cat((band_score, self.tagger.contrast(features, text)[:, None]), dim=-1)
+        members = self.tagger if isinstance(self.tagger, nn.ModuleList) else [self.tagger]
+        contrast = torch.stack([member.contrast(features, text) for member in members]).mean(dim=0)
+        return torch.cat((band_score, contrast[:, None]), dim=-1)
 
     def fused_score(self, frozen: torch.Tensor, consistency: torch.Tensor) -> torch.Tensor:
         """(batch, 1 or 2) from ``frozen_scores`` and (batch, consistency_features) -> (batch,) dB."""
@@ -159,30 +163,36 @@ def load_judge(folder: Path) -> JudgeNet:
 
 
 def with_fusion(base: JudgeNet, consistency_features: int) -> JudgeNet:
-    """A judge with ``base``'s band network (``base`` may be fused already: its fusion is dropped)
-    and a new fusion network for the consistency features."""
+    """A judge with ``base``'s band network and tagger (``base`` may be fused already: its fusion is
+    dropped) and a new fusion network for the consistency features."""
     config = dataclasses.replace(base.config, consistency_features=consistency_features, fusion_members=1)
-    model = JudgeNet(config)
-    band = {name: value for name, value in base.state_dict().items() if not name.startswith("fusion.")}
-    missing, unexpected = model.load_state_dict(band, strict=False)
-    if unexpected or any(not name.startswith("fusion.") for name in missing):
-        raise ValueError(f"the base judge does not fit: missing {missing}, unexpected {unexpected}")
-    return model
+    return without_fusion(config, {name: value for name, value in base.state_dict().items()
+                                   if not name.startswith("fusion.")})
 
 
-def with_tagger(base: JudgeNet, tagger: Tagger) -> JudgeNet:
-    """``base``'s band network (its fusion dropped) with ``tagger``, whose contrast a fusion made
-    by ``with_fusion`` will take."""
-    tagged = tagger.config
-    config = dataclasses.replace(base.config, tagger_width=tagged.tagger_width, tagger_depth=tagged.tagger_depth,
-                                 tagger_kernel=tagged.tagger_kernel, tagger_classes=tagged.tagger_classes,
-                                 tagger_temperature=tagged.tagger_temperature)
+def with_tagger(base: JudgeNet, taggers: list[Tagger]) -> JudgeNet:
+    """``base``'s band network (its fusion and any tagger dropped) with ``taggers``, alike in shape,
+    whose mean contrast a fusion made by ``with_fusion`` will take."""
+    tagged = taggers[0].config
+    shape = ("tagger_width", "tagger_depth", "tagger_kernel", "tagger_classes", "tagger_temperature")
+    for other in taggers[1:]:
+        if any(getattr(other.config, name) != getattr(tagged, name) for name in shape):
+            raise ValueError("the taggers differ in shape (width, depth, kernel, classes or temperature)")
+    config = dataclasses.replace(base.config, **{name: getattr(tagged, name) for name in shape},
+                                 tagger_members=len(taggers))
     if (tagged.n_bands, tagged.text_dim) != (config.n_bands, config.text_dim):
         raise ValueError(f"the tagger takes {tagged.n_bands} bands and {tagged.text_dim}-d prompts, the judge "
                          f"{config.n_bands} and {config.text_dim}")
-    model = JudgeNet(config)
     state = {name: value for name, value in base.state_dict().items() if not name.startswith(("fusion.", "tagger."))}
-    state |= {f"tagger.{name}": value for name, value in tagger.state_dict().items()}
+    for index, tagger in enumerate(taggers):
+        prefix = "tagger." if len(taggers) == 1 else f"tagger.{index}."
+        state |= {prefix + name: value for name, value in tagger.state_dict().items()}
+    return without_fusion(config, state)
+
+
+def without_fusion(config: JudgeConfig, state: dict) -> JudgeNet:
+    """A judge of ``config`` loaded from ``state``, which must hold everything but the fusion."""
+    model = JudgeNet(config)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not name.startswith("fusion.") for name in missing):
         raise ValueError(f"the base judge does not fit: missing {missing}, unexpected {unexpected}")

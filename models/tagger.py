@@ -92,12 +92,9 @@ class Tagger(nn.Module):
 
 def corpus_classes(data: str) -> list[str]:
     """The classes of a corpus's training split, sorted: what a tagger fitted on it tells apart."""
-    from .data.manifest import read_manifest
+    from .data.manifest import read_corpus_manifest
 
-    manifest = Path(data) / "manifest.jsonl"
-    if not manifest.is_file():
-        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
-    return sorted({entry.cls for entry in read_manifest(str(manifest)) if entry.split == "train"})
+    return sorted({entry.cls for entry in read_corpus_manifest(data) if entry.split == "train"})
 
 
 def class_embeddings(encoder, classes: list[str]) -> np.ndarray:
@@ -129,13 +126,10 @@ def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[
                     config: JudgeConfig, log=print) -> TaggerExamples:
     """``count`` windows of the judge's length from mixtures of ``split``'s sources (one or two
     interferers, EQ, rooms, the target throughout): each window's target, interferers and mixture."""
-    from .data.manifest import read_manifest
+    from .data.manifest import read_corpus_manifest
     from .data.mixtures import MixtureConfig, MixtureSampler
 
-    manifest = Path(data) / "manifest.jsonl"
-    if not manifest.is_file():
-        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
-    sampler = MixtureSampler(read_manifest(str(manifest)), data,
+    sampler = MixtureSampler(read_corpus_manifest(data), data,
                              MixtureConfig(seconds=config.window_seconds, interferers=(1, 2), partial_prob=0.0,
                                            split=split), seed=seed)
     index = {name: number for number, name in enumerate(classes)}
@@ -211,7 +205,8 @@ def save_tagger(model: Tagger, folder: Path, figures: dict | None = None) -> Non
 
 
 def load_tagger(folder: Path, config: JudgeConfig) -> Tagger:
-    """A tagger written by ``save_tagger``, for a judge of ``config``'s bands and prompt size."""
+    """A tagger written by ``save_tagger``, for a judge of ``config``'s bands and prompt size; its
+    tagger.json as ``record``."""
     from dataclasses import replace
 
     folder = Path(folder)
@@ -226,4 +221,5 @@ def load_tagger(folder: Path, config: JudgeConfig) -> Tagger:
         raise JudgeFolderError(f"{error.filename}: missing") from None
     except (ValueError, RuntimeError, TypeError, KeyError) as error:
         raise JudgeFolderError(f"{folder}: not a tagger ({str(error).splitlines()[0]})") from None
+    model.record = record
     return model.eval()

@@ -72,9 +72,10 @@ def register(commands) -> None:
     train.add_argument("--fine-tune-epochs", type=int, default=0,
                        help="after the fusion, epochs in which the band network learns beside it on the "
                             "re-separated mixtures, at a tenth of the learning rate (default 0: measured, it overfits)")
-    train.add_argument("--tagger", metavar="FOLDER",
+    train.add_argument("--tagger", metavar="FOLDER", action="append", default=[],
                        help="a tagger from `samstream judge tagger`: its contrast for the prompt between what "
-                            "the estimate kept and what it left joins the fusion's scalars (frozen)")
+                            "the estimate kept and what it left joins the fusion's scalars (frozen); given "
+                            "several times, the taggers' contrasts are averaged into that one scalar")
     train.add_argument("--fusion-members", type=int, default=1,
                        help="fusion networks fitted from consecutive seeds, their scores averaged (default 1)")
     train.add_argument("--global-ranking-weight", type=float, default=0.0,
@@ -97,15 +98,12 @@ def judge_mixtures(data: str, split: str, count: int, seed: int, style: str = "v
     as a live input's are, and that the held-out windows do not share)."""
     from dataclasses import replace
 
-    from samstream.models.data.manifest import read_manifest
+    from samstream.models.data.manifest import read_corpus_manifest
     from samstream.models.data.mixtures import PROTOCOL, MixtureConfig, MixtureSampler
     from samstream.models.data.validation import float_items
     from samstream.models.judge_train import JudgeMixture
 
-    manifest = Path(data) / "manifest.jsonl"
-    if not manifest.is_file():
-        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
-    entries = read_manifest(str(manifest))
+    entries = read_corpus_manifest(data)
     if split == "validation":
         for meta, mixture, target in float_items(entries, data, per_class=count):
             yield JudgeMixture(mixture, target, meta["caption"], meta["target_class"], meta["interferer_class"])
@@ -355,8 +353,10 @@ def run(arguments: argparse.Namespace) -> int:
     else:
         model, figures = train_band_judge(arguments, encoder, held_out, extra_band_sets)
     if arguments.tagger:
-        model = with_tagger(model, load_tagger(Path(arguments.tagger), model.config))
-        figures["tagger"] = json.loads((Path(arguments.tagger) / "tagger.json").read_text())
+        taggers = [load_tagger(Path(folder), model.config) for folder in arguments.tagger]
+        model = with_tagger(model, taggers)
+        figures["taggers"] = [{"folder": folder} | tagger.record
+                              for folder, tagger in zip(arguments.tagger, taggers, strict=True)]
     if fusing:
         fusion_set = JudgeSet.join([consistency_set(arguments, encoder), *extra_consistency_sets])
         fusion_mixtures = len(np.unique(fusion_set.mixture_id))

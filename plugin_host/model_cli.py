@@ -98,14 +98,11 @@ def validation_examples(entries, root: str, count: int, sampler):
 def corpus_prompts(data: str, config, settings, validation_count: int):
     """The corpus behind a prompt sampler, and validation examples by the benchmark protocol."""
     from samstream.models.data import HOP
-    from samstream.models.data.manifest import read_manifest
+    from samstream.models.data.manifest import read_corpus_manifest
     from samstream.models.data.mixtures import MixtureConfig, MixtureSampler
     from samstream.models.prompts import CorpusSource, PromptSampler
 
-    manifest = Path(data) / "manifest.jsonl"
-    if not manifest.exists():
-        raise ValueError(f"{manifest}: missing; build the corpus first with `samstream data build`")
-    entries = read_manifest(str(manifest))
+    entries = read_corpus_manifest(data)
     level_db = tuple(settings.level_db)
     if not -120.0 <= level_db[0] <= level_db[1] <= 0.0:
         raise ValueError(f"--level-range must be LOW HIGH with -120 <= LOW <= HIGH <= 0 dBFS, got {level_db}")

@@ -111,6 +111,15 @@ def read_manifest(path: str) -> list[Entry]:
     return entries
 
 
+def read_corpus_manifest(data: str) -> list[Entry]:
+    """The manifest of a corpus folder from `samstream data build`; a ValueError that says how to make
+    one when the folder has none."""
+    path = os.path.join(data, "manifest.jsonl")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: missing; build the corpus first with `samstream data build`")
+    return read_manifest(path)
+
+
 def hours_per_class(entries: Iterable[Entry]) -> dict[str, dict[str, float]]:
     """{class: {split: hours}}."""
     table: dict[str, dict[str, float]] = {}

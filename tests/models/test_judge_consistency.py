@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from samstream.models.judge_train import (
     predict,
     train_judge,
 )
+from samstream.models.tagger import Tagger, save_tagger
 from samstream.models.text_encoder import TextEncoder
 from samstream.plugin_host.audio_files import read_audio
 
@@ -426,6 +428,24 @@ def test_judge_train_fuses_a_base_judge_and_judge_eval_reads_it(tmp_path, exampl
                   str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
                   "--fusion-members", "0")
     assert refused.returncode != 0 and "--fusion-members 0" in refused.stderr
+    # Two taggers: their contrasts, averaged, are one more scalar for the fusion.
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_tagger(Tagger(replace(CONFIG, tagger_width=8, tagger_depth=1, tagger_classes=3)),
+                    tmp_path / f"tagger_{seed}", {"training": {"seed": seed}})
+    trained = cli("train", "--base", str(out), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
+                  "--tagger", str(tmp_path / "tagger_0"), "--tagger", str(tmp_path / "tagger_1"))
+    assert trained.returncode == 0, trained.stderr
+    tagged = load_judge(alone)
+    assert (tagged.config.tagger_members, tagged.config.tagger_width) == (2, 8)
+    assert tagged.fusion[0].in_features == 1 + len(WITH_MASK) + 1
+    figures = json.loads((alone / "training.json").read_text())
+    assert [tagger["training"]["seed"] for tagger in figures["taggers"]] == [0, 1]
+    refused = cli("train", "--base", str(out), "--consistency-mixtures", "2", "--held-out", "1", "--sets",
+                  str(sets), "--epochs", "2", "--out", str(alone), "--data", str(tmp_path / "no_corpus"),
+                  "--tagger", str(tmp_path / "no_tagger"))
+    assert refused.returncode != 0 and "tagger.json: missing" in refused.stderr
 
 
 def test_a_judge_calibrated_on_validation_sources_is_never_measured_on_them(tmp_path, example_set):

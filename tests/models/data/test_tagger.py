@@ -101,7 +101,7 @@ def test_a_judge_with_a_tagger_onnx_equals_torch_and_the_fusion_takes_its_contra
     base = JudgeNet(JudgeConfig())
     tagger = Tagger(CONFIG)
     tagger.class_embeddings.copy_(torch.nn.functional.normalize(torch.randn(3, CONFIG.text_dim), dim=-1))
-    judge = with_fusion(with_tagger(base, tagger), 19).eval()
+    judge = with_fusion(with_tagger(base, [tagger]), 19).eval()
     assert judge.fusion[0].in_features == 1 + 19 + 1
     torch.testing.assert_close(judge.band_score(torch.zeros(1, 20, 96), torch.zeros(1, 384)),
                                base.eval().band_score(torch.zeros(1, 20, 96), torch.zeros(1, 384)))
@@ -118,14 +118,42 @@ def test_a_judge_with_a_tagger_onnx_equals_torch_and_the_fusion_takes_its_contra
     got = session.run(None, {"features": features, "text": text, "consistency": consistency})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
     # The tagger's contrast reaches the score: another tagger, another score.
-    other = with_fusion(with_tagger(base, Tagger(CONFIG)), 19).eval()
+    other = with_fusion(with_tagger(base, [Tagger(CONFIG)]), 19).eval()
     other.load_state_dict({name: value for name, value in judge.state_dict().items()
                            if not name.startswith("tagger.")}, strict=False)
     with torch.no_grad():
         assert not torch.allclose(other(*map(torch.from_numpy, (features, text, consistency))),
                                   torch.from_numpy(expected))
     with pytest.raises(ValueError, match="bands"):
-        with_tagger(base, Tagger(replace(CONFIG, n_bands=16)))
+        with_tagger(base, [Tagger(replace(CONFIG, n_bands=16))])
+
+
+def test_a_judge_with_several_taggers_averages_their_contrasts_in_its_onnx_graph(tmp_path):
+    torch.manual_seed(1)
+    base = JudgeNet(JudgeConfig())
+    taggers = [Tagger(CONFIG) for _ in range(3)]
+    for tagger in taggers:
+        tagger.class_embeddings.copy_(torch.nn.functional.normalize(torch.randn(3, CONFIG.text_dim), dim=-1))
+    judge = with_fusion(with_tagger(base, taggers), 19).eval()
+    assert judge.config.tagger_members == 3 and judge.fusion[0].in_features == 1 + 19 + 1
+    rng = np.random.default_rng(3)
+    features = torch.from_numpy(rng.normal(0, 0.5, (4, 141, 96)).astype(np.float32))
+    text = torch.from_numpy(rng.normal(0, 1, (4, 384)).astype(np.float32))
+    consistency = torch.from_numpy(rng.normal(0, 0.5, (4, 19)).astype(np.float32))
+    with torch.no_grad():
+        contrasts = torch.stack([tagger.contrast(features, text) for tagger in taggers])
+        assert contrasts.std(dim=0).min() > 1e-4  # the members disagree, so the mean is a new number
+        torch.testing.assert_close(judge.frozen_scores(features, text)[:, 1], contrasts.mean(dim=0))
+    save_judge(judge, tmp_path / "judge")
+    reloaded = load_judge(tmp_path / "judge")
+    with torch.no_grad():
+        expected = reloaded(features, text, consistency).numpy()
+        torch.testing.assert_close(torch.from_numpy(expected), judge(features, text, consistency))
+    session = ort.InferenceSession(str(tmp_path / "judge" / "judge.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"features": features.numpy(), "text": text.numpy(), "consistency": consistency.numpy()})
+    np.testing.assert_allclose(got[0], expected, atol=1e-4)
+    with pytest.raises(ValueError, match="differ in shape"):
+        with_tagger(base, [taggers[0], Tagger(replace(CONFIG, tagger_width=8))])
 
 
 def test_a_missing_or_wrong_tagger_folder_is_named(tmp_path):
