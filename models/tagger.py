@@ -114,41 +114,91 @@ class TaggerExamples:
     levels: np.ndarray
     labels: np.ndarray
 
-    def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        levels = torch.from_numpy(self.levels.astype(np.float32))
-        mixture = levels[:, 2:3].expand_as(levels)
-        frames, bands = levels.shape[2:]
-        inputs = tagger_input(levels.reshape(-1, frames, bands), mixture.reshape(-1, frames, bands))
+    def inputs(self, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3 * mixtures, frames, bands) tagger inputs, made a chunk of mixtures at a time: the whole set
+        converted at once held several float32 copies of it (12 GB at 20,000 mixtures)."""
+        count, _, frames, bands = self.levels.shape
+        inputs = torch.empty(3 * count, frames, bands)
+        for start in range(0, count, chunk):
+            levels = torch.from_numpy(self.levels[start:start + chunk].astype(np.float32))
+            mixture = levels[:, 2:3].expand_as(levels)
+            inputs[3 * start:3 * start + 3 * len(levels)] = tagger_input(
+                levels.reshape(-1, frames, bands), mixture.reshape(-1, frames, bands))
         return inputs, torch.from_numpy(self.labels.reshape(-1, self.labels.shape[-1]).astype(np.float32))
 
 
 def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[str],
-                    config: JudgeConfig, log=print) -> TaggerExamples:
+                    config: JudgeConfig, log=print, workers: int = 1, chunk: int = 250) -> TaggerExamples:
     """``count`` windows of the judge's length from mixtures of ``split``'s sources (one or two
-    interferers, EQ, rooms, the target throughout): each window's target, interferers and mixture."""
-    from .data.manifest import read_corpus_manifest
-    from .data.mixtures import MixtureConfig, MixtureSampler
+    interferers, EQ, rooms, the target throughout): each window's target, interferers and mixture.
+    Mixture ``i`` depends on (seed, i) alone, so ``workers`` processes, ``chunk`` mixtures per task,
+    draw the same set as one."""
+    import multiprocessing
 
-    sampler = MixtureSampler(read_corpus_manifest(data), data,
-                             MixtureConfig(seconds=config.window_seconds, interferers=(1, 2), partial_prob=0.0,
-                                           split=split), seed=seed)
-    index = {name: number for number, name in enumerate(classes)}
-    weights = band_weights(config)
+    from .data.manifest import read_corpus_manifest
+
+    entries = read_corpus_manifest(data)
     levels = np.zeros((count, 3, -(-config.window_samples // config.hop), config.n_bands), np.float16)
     labels = np.zeros((count, 3, len(classes)), np.uint8)
-    started = time.time()
-    for number in range(count):
+    starts = range(0, count, chunk)
+    setup = (entries, data, split, seed, classes, config, count, chunk)
+    started, logged = time.time(), 0
+    # spawn, not fork: the parent has torch's thread pools running.
+    with (multiprocessing.get_context("spawn").Pool(workers, _start_drawing, setup) if workers > 1
+          else _InProcess(setup)) as pool:
+        for start, chunk_levels, chunk_labels in pool.imap_unordered(_draw_examples, starts):
+            levels[start:start + len(chunk_levels)], labels[start:start + len(chunk_labels)] = chunk_levels, \
+                chunk_labels
+            logged += len(chunk_levels)
+            if logged // 2000 != (logged - len(chunk_levels)) // 2000:
+                log(f"  {logged} mixtures, {time.time() - started:.0f} s")
+    return TaggerExamples(levels, labels)
+
+
+_drawing: dict = {}  # a drawing worker's sampler and settings, made once by _start_drawing
+
+
+def _start_drawing(entries, data, split, seed, classes, config, count, chunk) -> None:
+    from .data.mixtures import MixtureConfig, MixtureSampler
+
+    _drawing.update(sampler=MixtureSampler(entries, data, MixtureConfig(
+        seconds=config.window_seconds, interferers=(1, 2), partial_prob=0.0, split=split), seed=seed),
+        index={name: number for number, name in enumerate(classes)}, config=config,
+        weights=band_weights(config), count=count, chunk=chunk)
+
+
+def _draw_examples(start: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Mixtures ``start`` .. ``start + chunk`` of the set ``_start_drawing`` set up."""
+    sampler, index, config = _drawing["sampler"], _drawing["index"], _drawing["config"]
+    numbers = range(start, min(start + _drawing["chunk"], _drawing["count"]))
+    levels = np.zeros((len(numbers), 3, -(-config.window_samples // config.hop), config.n_bands), np.float16)
+    labels = np.zeros((len(numbers), 3, len(index)), np.uint8)
+    for row, number in enumerate(numbers):
         mixture = sampler.sample(number)
         powers = band_powers(np.stack((mixture.target, mixture.residual, mixture.mixture)).astype(np.float32),
-                             config, weights)
-        levels[number] = 10.0 * np.log10(powers + 1e-12)
-        labels[number, 0, index[mixture.target_class]] = 1
+                             config, _drawing["weights"])
+        levels[row] = 10.0 * np.log10(powers + 1e-12)
+        labels[row, 0, index[mixture.target_class]] = 1
         for name in mixture.interferer_classes:
-            labels[number, 1, index[name]] = 1
-        labels[number, 2] = labels[number, 0] | labels[number, 1]
-        if (number + 1) % 2000 == 0:
-            log(f"  {number + 1} mixtures, {time.time() - started:.0f} s")
-    return TaggerExamples(levels, labels)
+            labels[row, 1, index[name]] = 1
+        labels[row, 2] = labels[row, 0] | labels[row, 1]
+    return start, levels, labels
+
+
+class _InProcess:
+    """The pool's two calls, in this process: one worker needs no second process."""
+
+    def __init__(self, setup):
+        _start_drawing(*setup)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        _drawing.clear()
+
+    def imap_unordered(self, function, items):
+        return map(function, items)
 
 
 def train_tagger(train: TaggerExamples, config: JudgeConfig, embeddings: np.ndarray, epochs: int = 6,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def register(commands) -> None:
     tagger.add_argument("--epochs", type=int, default=6)
     tagger.add_argument("--width", type=int, default=64, help="channels of its convolutions (default 64)")
     tagger.add_argument("--seed", type=int, default=11)
+    tagger.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes drawing the mixtures (default: one per core; the set is the same for any)")
     tagger.add_argument("--out", required=True, help="folder to write (tagger.json, tagger.safetensors)")
     for action in (train, evaluate):
         action.add_argument("--data", default="data/corpus", help="corpus from `samstream data build`")
@@ -294,15 +297,16 @@ def fit_tagger(arguments, encoder) -> int:
         use_every_core,
     )
 
-    if arguments.mixtures < 1 or arguments.epochs < 1 or arguments.width < 1:
-        raise ValueError("--mixtures, --epochs and --width must be at least 1")
+    if min(arguments.mixtures, arguments.epochs, arguments.width, arguments.jobs) < 1:
+        raise ValueError("--mixtures, --epochs, --width and --jobs must be at least 1")
     use_every_core()
     classes = corpus_classes(arguments.data)
     config = replace(JudgeConfig(), tagger_width=arguments.width, tagger_classes=len(classes))
     print(f"drawing {arguments.mixtures} training mixtures ...")
-    train = tagger_examples(arguments.data, "train", arguments.mixtures, arguments.seed, classes, config)
+    train = tagger_examples(arguments.data, "train", arguments.mixtures, arguments.seed, classes, config,
+                            workers=arguments.jobs)
     validation = tagger_examples(arguments.data, "val", arguments.validation_mixtures, arguments.seed, classes,
-                                 config) if arguments.validation_mixtures else None
+                                 config, workers=arguments.jobs) if arguments.validation_mixtures else None
     model = train_tagger(train, config, class_embeddings(encoder, classes), epochs=arguments.epochs,
                          seed=arguments.seed, validation=validation)
     figures = {"classes": classes, "mixtures": arguments.mixtures, "epochs": arguments.epochs,

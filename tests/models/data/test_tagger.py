@@ -17,6 +17,7 @@ from samstream.models.judge import JudgeFolderError, band_powers, band_weights, 
 from samstream.models.judge_net import JudgeNet, load_judge, save_judge, with_fusion, with_tagger
 from samstream.models.tagger import (
     Tagger,
+    TaggerExamples,
     class_embeddings,
     corpus_classes,
     load_tagger,
@@ -83,6 +84,14 @@ def test_a_tagger_fitted_on_a_rendered_corpus_tells_its_classes_apart(tone_corpu
     assert (train.labels[:, 0].sum(axis=1) == 1).all()
     assert (train.labels[:, 2] >= train.labels[:, 0]).all() and (train.labels[:, 2] >= train.labels[:, 1]).all()
     validation = tagger_examples(root, "val", 30, 1, classes, config, log=lambda _: None)
+    # Two worker processes, seven mixtures a task, draw the very same set.
+    again = tagger_examples(root, "val", 30, 1, classes, config, log=lambda _: None, workers=2, chunk=7)
+    np.testing.assert_array_equal(again.levels, validation.levels)
+    np.testing.assert_array_equal(again.labels, validation.labels)
+    inputs, labels = validation.inputs(chunk=4)
+    whole, _ = TaggerExamples(validation.levels, validation.labels).inputs(chunk=1000)
+    torch.testing.assert_close(inputs, whole)
+    assert inputs.shape[0] == labels.shape[0] == 90
     model = train_tagger(train, config, class_embeddings(TextEncoder.load(), classes), epochs=6,
                          learning_rate=5e-3, batch_size=16, validation=validation, log=lambda _: None)
     assert target_accuracy(model, validation) >= 0.9  # chance is one in three
