@@ -262,7 +262,9 @@ def global_ranking_loss(predicted: torch.Tensor, truth: torch.Tensor, margin_db:
 def frozen_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> torch.Tensor:
     """The band network's score of every example, and the tagger's contrast if the judge has one,
     once (``JudgeNet.frozen_scores``): while they are frozen, the fusion's epochs need nothing else
-    from the band features."""
+    from the band features. In eval mode: a judge fresh from ``with_fusion`` is in training mode, and
+    its band network's dropout made these scores noisy before."""
+    model.eval()
     batches = [slice(start, start + batch_size) for start in range(0, len(train.score_db), batch_size)]
     with torch.no_grad():
         return torch.cat([model.frozen_scores(torch.from_numpy(train.features[batch].astype(np.float32)),
@@ -271,13 +273,16 @@ def frozen_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> to
 
 def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,
                 learning_rate: float = 2e-3, ranking_weight: float = 0.5, seed: int = 0, log=print,
-                model: JudgeNet | None = None, whole: bool = False, global_ranking_weight: float = 0.0) -> JudgeNet:
+                model: JudgeNet | None = None, whole: bool = False, global_ranking_weight: float = 0.0,
+                frozen: torch.Tensor | None = None) -> JudgeNet:
     """Huber regression on the true SI-SDR (in units of 10 dB) plus the within-window ranking loss;
     each batch holds every estimate of a few windows, so the ranking loss has pairs to compare, and
     ``global_ranking_weight`` weighs a ranking loss over every pair of the batch.
     ``model``: a judge with consistency features (``judge_net.with_fusion``) whose band network
     is trained already; only its fusion network learns, from ``train``'s consistency features,
-    unless ``whole``: then the band network is fine-tuned with it (its dropout stays off)."""
+    unless ``whole``: then the band network is fine-tuned with it (its dropout stays off).
+    ``frozen``: ``frozen_scores(model, train)`` when the caller has it already (several fusions of
+    one set: the taggers' convolutions over every window cost more than a fusion's epochs)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model if model is not None else JudgeNet(config)
@@ -296,7 +301,7 @@ def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_
     consistency = torch.from_numpy(train.consistency[:, :model.config.consistency_features].copy()) if fusing else None
     target = torch.from_numpy(train.score_db / 10.0)
     windows = torch.from_numpy(train.window_id)
-    band_scores = frozen_scores(model, train) if fusing and not whole else None
+    band_scores = None if not fusing or whole else frozen if frozen is not None else frozen_scores(model, train)
     if band_scores is None:  # the band features in float32 are needed only while the band network learns
         features, text = torch.from_numpy(train.features.astype(np.float32)), torch.from_numpy(train.text)
     for epoch in range(epochs):

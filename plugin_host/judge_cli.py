@@ -326,7 +326,14 @@ def run(arguments: argparse.Namespace) -> int:
     from samstream.models.checkpoint import count_parameters
     from samstream.models.judge import CONSISTENCY_NAMES, DEFAULT_JUDGE_DIR, WITH_MASK, WITH_POSTERIOR
     from samstream.models.judge_net import ensemble_of, load_judge, save_judge, with_fusion, with_tagger
-    from samstream.models.judge_train import JudgeSet, evaluate_judge, predict, train_judge, use_one_thread
+    from samstream.models.judge_train import (
+        JudgeSet,
+        evaluate_judge,
+        frozen_scores,
+        predict,
+        train_judge,
+        use_one_thread,
+    )
     from samstream.models.tagger import load_tagger
     from samstream.models.text_encoder import TextEncoder
 
@@ -368,10 +375,11 @@ def run(arguments: argparse.Namespace) -> int:
               f"{fusion_mixtures} mixtures")
         names = CONSISTENCY_NAMES if arguments.without_posterior else \
             WITH_POSTERIOR if arguments.without_mask else WITH_MASK
+        frozen = frozen_scores(model, fusion_set)  # the same for every fusion member
         model = ensemble_of([train_judge(fusion_set, model.config, epochs=arguments.epochs,
                                          seed=arguments.seed + member, learning_rate=arguments.learning_rate,
                                          model=with_fusion(model, len(names)),
-                                         global_ranking_weight=arguments.global_ranking_weight)
+                                         global_ranking_weight=arguments.global_ranking_weight, frozen=frozen)
                              for member in range(arguments.fusion_members)])
         if arguments.fine_tune_epochs:
             print(f"fine-tuning the band network beside the fusion, {arguments.fine_tune_epochs} epochs")

@@ -38,6 +38,7 @@ from samstream.models.judge_train import (
     JudgeSet,
     Separations,
     build_judge_set,
+    frozen_scores,
     global_ranking_loss,
     predict,
     train_judge,
@@ -174,12 +175,18 @@ def test_fusion_learns_from_the_consistency_features_and_leaves_the_band_network
     base = JudgeNet(CONFIG).eval()
     data = fusion_set(np.random.default_rng(0))
     before = {name: value.clone() for name, value in base.state_dict().items()}
+    torch.manual_seed(1)
     fused = train_judge(data, FUSED, epochs=30, windows_per_batch=2, learning_rate=1e-2, log=lambda _: None,
                         model=with_fusion(base, len(CONSISTENCY_NAMES)))
     for name, value in before.items():
         torch.testing.assert_close(fused.state_dict()[name], value)
     predicted = predict(fused, data)
     assert np.corrcoef(predicted, data.score_db)[0, 1] > 0.9
+    # Given the frozen scores made once, as the command does for several fusions, the fit is the same.
+    torch.manual_seed(1)
+    given = train_judge(data, FUSED, epochs=30, windows_per_batch=2, learning_rate=1e-2, log=lambda _: None,
+                        model=with_fusion(base, len(CONSISTENCY_NAMES)), frozen=frozen_scores(base, data))
+    np.testing.assert_allclose(predict(given, data), predicted, atol=1e-5)
     whole = train_judge(data, FUSED, epochs=2, windows_per_batch=2, learning_rate=1e-3, log=lambda _: None,
                         model=fused, whole=True)
     assert any(not torch.equal(whole.state_dict()[name], value) for name, value in before.items())
