@@ -138,8 +138,7 @@ def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[
     from .data.manifest import read_corpus_manifest
 
     entries = read_corpus_manifest(data)
-    levels = np.zeros((count, 3, -(-config.window_samples // config.hop), config.n_bands), np.float16)
-    labels = np.zeros((count, 3, len(classes)), np.uint8)
+    levels, labels = empty_examples(count, config, len(classes))
     starts = range(0, count, chunk)
     setup = (entries, data, split, seed, classes, config, count, chunk)
     started, logged = time.time(), 0
@@ -153,6 +152,12 @@ def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[
             if logged // 2000 != (logged - len(chunk_levels)) // 2000:
                 log(f"  {logged} mixtures, {time.time() - started:.0f} s")
     return TaggerExamples(levels, labels)
+
+
+def empty_examples(count: int, config: JudgeConfig, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zeroed ``TaggerExamples`` arrays for ``count`` mixtures: levels and labels."""
+    frames = -(-config.window_samples // config.hop)
+    return (np.zeros((count, 3, frames, config.n_bands), np.float16), np.zeros((count, 3, classes), np.uint8))
 
 
 _drawing: dict = {}  # a drawing worker's sampler and settings, made once by _start_drawing
@@ -171,8 +176,7 @@ def _draw_examples(start: int) -> tuple[int, np.ndarray, np.ndarray]:
     """Mixtures ``start`` .. ``start + chunk`` of the set ``_start_drawing`` set up."""
     sampler, index, config = _drawing["sampler"], _drawing["index"], _drawing["config"]
     numbers = range(start, min(start + _drawing["chunk"], _drawing["count"]))
-    levels = np.zeros((len(numbers), 3, -(-config.window_samples // config.hop), config.n_bands), np.float16)
-    labels = np.zeros((len(numbers), 3, len(index)), np.uint8)
+    levels, labels = empty_examples(len(numbers), config, len(index))
     for row, number in enumerate(numbers):
         mixture = sampler.sample(number)
         powers = band_powers(np.stack((mixture.target, mixture.residual, mixture.mixture)).astype(np.float32),

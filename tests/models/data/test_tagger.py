@@ -17,7 +17,6 @@ from samstream.models.judge import JudgeFolderError, band_powers, band_weights, 
 from samstream.models.judge_net import JudgeNet, load_judge, save_judge, with_fusion, with_tagger
 from samstream.models.tagger import (
     Tagger,
-    TaggerExamples,
     class_embeddings,
     corpus_classes,
     load_tagger,
@@ -89,7 +88,7 @@ def test_a_tagger_fitted_on_a_rendered_corpus_tells_its_classes_apart(tone_corpu
     np.testing.assert_array_equal(again.levels, validation.levels)
     np.testing.assert_array_equal(again.labels, validation.labels)
     inputs, labels = validation.inputs(chunk=4)
-    whole, _ = TaggerExamples(validation.levels, validation.labels).inputs(chunk=1000)
+    whole, _ = validation.inputs(chunk=1000)
     torch.testing.assert_close(inputs, whole)
     assert inputs.shape[0] == labels.shape[0] == 90
     model = train_tagger(train, config, class_embeddings(TextEncoder.load(), classes), epochs=6,
