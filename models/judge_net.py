@@ -69,17 +69,13 @@ class JudgeNet(nn.Module):
         band_score = self.band_score(features, text)[:, None]
         if not self.config.tagger_width:
             return band_score
-        members = self.tagger if isinstance(self.tagger, nn.ModuleList) else [self.tagger]
-        contrast = torch.stack([member.contrast(features, text) for member in members]).mean(dim=0)
+        contrast = torch.stack([member.contrast(features, text) for member in members(self.tagger)]).mean(dim=0)
         return torch.cat((band_score, contrast[:, None]), dim=-1)
 
     def fused_score(self, frozen: torch.Tensor, consistency: torch.Tensor) -> torch.Tensor:
         """(batch, 1 or 2) from ``frozen_scores`` and (batch, consistency_features) -> (batch,) dB."""
         inputs = torch.cat((frozen[:, :1] / FUSION_SCALE_DB, consistency, frozen[:, 1:]), dim=-1)
-        if isinstance(self.fusion, nn.ModuleList):
-            fused = torch.stack([member(inputs) for member in self.fusion]).mean(dim=0)
-        else:
-            fused = self.fusion(inputs)
+        fused = torch.stack([member(inputs) for member in members(self.fusion)]).mean(dim=0)
         return fused[:, 0] * FUSION_SCALE_DB
 
     def band_parameters(self) -> list[nn.Parameter]:
@@ -96,6 +92,12 @@ class JudgeNet(nn.Module):
         frames = nn.functional.gelu(frames)
         pooled = torch.cat((frames.mean(dim=1), frames.std(dim=1, unbiased=False), prompt), dim=-1)
         return self.head(pooled)[:, 0]
+
+
+def members(module: nn.Module) -> list[nn.Module]:
+    """The networks a judge averages: those of a ``ModuleList``, or the one network (judges of one
+    fusion or one tagger keep it unwrapped, so their weights load under the names they had)."""
+    return list(module) if isinstance(module, nn.ModuleList) else [module]
 
 
 def fusion_network(config: JudgeConfig) -> nn.Sequential:
