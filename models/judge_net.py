@@ -30,7 +30,7 @@ from torch import nn
 
 from .config import JudgeConfig
 from .judge import JUDGE_GRAPH, JudgeFolderError
-from .tagger import Tagger
+from .tagger import TAGGER_SHAPE, Tagger
 
 WEIGHTS_FILE = "judge.safetensors"
 OPSET = 17
@@ -176,7 +176,7 @@ def with_tagger(base: JudgeNet, taggers: list[Tagger]) -> JudgeNet:
     """``base``'s band network (its fusion and any tagger dropped) with ``taggers``, alike in shape,
     whose mean contrast a fusion made by ``with_fusion`` will take."""
     tagged = taggers[0].config
-    shape = ("tagger_width", "tagger_depth", "tagger_kernel", "tagger_classes", "tagger_temperature")
+    shape = TAGGER_SHAPE.values()
     for other in taggers[1:]:
         if any(getattr(other.config, name) != getattr(tagged, name) for name in shape):
             raise ValueError("the taggers differ in shape (width, depth, kernel, classes or temperature)")

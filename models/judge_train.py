@@ -263,12 +263,16 @@ def frozen_scores(model: JudgeNet, train: JudgeSet, batch_size: int = 256) -> to
     """The band network's score of every example, and the tagger's contrast if the judge has one,
     once (``JudgeNet.frozen_scores``): while they are frozen, the fusion's epochs need nothing else
     from the band features. In eval mode: a judge fresh from ``with_fusion`` is in training mode, and
-    its band network's dropout made these scores noisy before."""
+    its band network's dropout made these scores noisy before. The model's mode is put back after."""
+    training = model.training
     model.eval()
     batches = [slice(start, start + batch_size) for start in range(0, len(train.score_db), batch_size)]
-    with torch.no_grad():
-        return torch.cat([model.frozen_scores(torch.from_numpy(train.features[batch].astype(np.float32)),
-                                              torch.from_numpy(train.text[batch])) for batch in batches])
+    try:
+        with torch.no_grad():
+            return torch.cat([model.frozen_scores(torch.from_numpy(train.features[batch].astype(np.float32)),
+                                                  torch.from_numpy(train.text[batch])) for batch in batches])
+    finally:
+        model.train(training)
 
 
 def train_judge(train: JudgeSet, config: JudgeConfig, epochs: int = 40, windows_per_batch: int = 8,

@@ -33,7 +33,14 @@ from .judge import FEATURE_SCALE_DB, JudgeFolderError, band_powers, band_weights
 TAGGER_FLOOR_DB = -60.0  # band powers are floored this far below the window's mixture mean power
 TAGGER_RANGE_DB = (-60.0, 20.0)  # levels relative to the signal's own mean power
 CONTRAST_SCALE = 10.0  # logits -> the fusion's units
+# Leaky examples: a signal over what leaked into it, drawn uniformly in dB; a share are left clean.
+LEAK_RATIO_DB = (-20.0, 30.0)
+CLEAN_SHARE = 0.1
+LEAK_BAND_SPREAD_DB = 4.0  # a separator leaks more in some bands than in others
 TAGGER_FILES = ("tagger.json", "tagger.safetensors")
+# tagger.json's keys for the JudgeConfig fields that give a tagger its shape
+TAGGER_SHAPE = {"width": "tagger_width", "depth": "tagger_depth", "kernel": "tagger_kernel",
+                "classes": "tagger_classes", "temperature": "tagger_temperature"}
 
 
 def use_every_core() -> None:
@@ -127,6 +134,32 @@ class TaggerExamples:
         return inputs, torch.from_numpy(self.labels.reshape(-1, self.labels.shape[-1]).astype(np.float32))
 
 
+def leaky_inputs(levels: torch.Tensor, labels: torch.Tensor,
+                 ratio_db: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of ``TaggerExamples`` (levels (batch, 3, frames, bands) dB, labels (batch, 3, classes))
+    -> (2 * batch, frames, bands) tagger inputs and soft labels: the target with some of the
+    interferers leaked in and the interferers with some of the target, as the judge's estimate and
+    remainder are, each class labelled with its share of the power. So a logit learns how much of
+    its class a signal holds, which is what ``contrast`` compares, not only whether it is there.
+    ``ratio_db`` (batch, 2): each signal over its leak, instead of drawn (and none left clean)."""
+    batch, _, frames, bands = levels.shape
+    power = torch.pow(10.0, levels[:, :2] / 10.0)
+    own, other = power, power.flip(1)
+    own_mean, other_mean = own.mean(dim=(2, 3), keepdim=True), other.mean(dim=(2, 3), keepdim=True) + 1e-12
+    if ratio_db is None:
+        ratio_db = torch.empty(batch, 2).uniform_(*LEAK_RATIO_DB)
+        ratio_db[torch.rand(batch, 2) < CLEAN_SHARE] = torch.inf
+    gain = own_mean / other_mean * torch.pow(10.0, -ratio_db[..., None, None] / 10.0)
+    spread = torch.pow(10.0, LEAK_BAND_SPREAD_DB / 10.0 * torch.randn(batch, 2, 1, bands))
+    leak = other * gain * spread / spread.mean(dim=-1, keepdim=True)
+    share = own.sum(dim=(2, 3)) / ((own + leak).sum(dim=(2, 3)) + 1e-12)
+    soft = torch.clamp(share[..., None] * labels[:, :2] + (1.0 - share[..., None]) * labels[:, :2].flip(1), max=1.0)
+    mixture = levels[:, 2:3].expand(batch, 2, frames, bands)
+    inputs = tagger_input((10.0 * torch.log10(own + leak + 1e-12)).reshape(-1, frames, bands),
+                          mixture.reshape(-1, frames, bands))
+    return inputs, soft.reshape(-1, labels.shape[-1])
+
+
 def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[str],
                     config: JudgeConfig, log=print, workers: int = 1, chunk: int = 250) -> TaggerExamples:
     """``count`` windows of the judge's length from mixtures of ``split``'s sources (one or two
@@ -152,6 +185,22 @@ def tagger_examples(data: str, split: str, count: int, seed: int, classes: list[
             if logged // 2000 != (logged - len(chunk_levels)) // 2000:
                 log(f"  {logged} mixtures, {time.time() - started:.0f} s")
     return TaggerExamples(levels, labels)
+
+
+def cached_examples(path: Path, classes: list[str], draw) -> TaggerExamples:
+    """The examples saved at ``path`` if they were drawn for ``classes``; else ``draw()``'s, saved there
+    (drawing 20,000 mixtures takes a quarter of an hour; fitting several taggers needs one draw)."""
+    path = Path(path)
+    if path.is_file():
+        with np.load(path) as saved:
+            if list(saved["classes"]) == classes:
+                return TaggerExamples(saved["levels"], saved["labels"])
+    examples = draw()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez(partial, levels=examples.levels, labels=examples.labels, classes=np.array(classes))
+    partial.replace(path)
+    return examples
 
 
 def empty_examples(count: int, config: JudgeConfig, classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,25 +256,40 @@ class _InProcess:
 
 def train_tagger(train: TaggerExamples, config: JudgeConfig, embeddings: np.ndarray, epochs: int = 6,
                  learning_rate: float = 2e-3, batch_size: int = 64, seed: int = 0,
-                 validation: TaggerExamples | None = None, log=print) -> Tagger:
+                 validation: TaggerExamples | None = None, leaky: bool = False, log=print) -> Tagger:
     """Binary cross-entropy per class, with a random spectral tilt on each example (an estimate's
-    colouring); logs the validation's top-1 accuracy on its targets after each epoch."""
+    colouring); logs the validation's top-1 accuracy on its targets after each epoch. ``leaky``:
+    fitted on ``leaky_inputs`` drawn afresh for each batch, instead of the clean target, interferers
+    and mixture of each example."""
     torch.manual_seed(seed)
     model = Tagger(config)
     model.class_embeddings.copy_(torch.from_numpy(embeddings))
-    inputs, labels = train.inputs()
-    steps = max(1, len(inputs) // batch_size)
+    if leaky:
+        levels, mixture_labels = torch.from_numpy(train.levels), torch.from_numpy(train.labels)
+        per_mixture = 2
+
+        def batch_of(rows):
+            return leaky_inputs(levels[rows].float(), mixture_labels[rows].float())
+    else:
+        inputs, labels = train.inputs()
+        per_mixture = 3
+
+        def batch_of(rows):
+            return inputs[rows], labels[rows]
+    examples = len(train.levels) if leaky else len(inputs)
+    batch_size = batch_size // per_mixture if leaky else batch_size
+    steps = max(1, examples // batch_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps)
     tilt = torch.linspace(-1.0, 1.0, config.n_bands)
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(inputs))
+        order = torch.randperm(examples)
         total = 0.0
         for step in range(steps):
-            batch = order[step * batch_size:(step + 1) * batch_size]
-            tilted = inputs[batch] + 0.1 * torch.randn(len(batch), 1, 1) * tilt
-            loss = nn.functional.binary_cross_entropy_with_logits(model(tilted), labels[batch])
+            batch_inputs, batch_labels = batch_of(order[step * batch_size:(step + 1) * batch_size])
+            tilted = batch_inputs + 0.1 * torch.randn(len(batch_inputs), 1, 1) * tilt
+            loss = nn.functional.binary_cross_entropy_with_logits(model(tilted), batch_labels)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -251,8 +315,7 @@ def save_tagger(model: Tagger, folder: Path, figures: dict | None = None) -> Non
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
-    record = {"width": config.tagger_width, "depth": config.tagger_depth, "kernel": config.tagger_kernel,
-              "classes": config.tagger_classes, "temperature": config.tagger_temperature} | (figures or {})
+    record = {key: getattr(config, field) for key, field in TAGGER_SHAPE.items()} | (figures or {})
     (folder / TAGGER_FILES[0]).write_text(json.dumps(record, indent=2) + "\n")
     save_file({name: value.detach().contiguous() for name, value in model.state_dict().items()},
               str(folder / TAGGER_FILES[1]))
@@ -266,9 +329,7 @@ def load_tagger(folder: Path, config: JudgeConfig) -> Tagger:
     folder = Path(folder)
     try:
         record = json.loads((folder / TAGGER_FILES[0]).read_text())
-        config = replace(config, tagger_width=record["width"], tagger_depth=record["depth"],
-                         tagger_kernel=record["kernel"], tagger_classes=record["classes"],
-                         tagger_temperature=record["temperature"])
+        config = replace(config, **{field: record[key] for key, field in TAGGER_SHAPE.items()})
         model = Tagger(config)
         model.load_state_dict(load_file(str(folder / TAGGER_FILES[1])))
     except FileNotFoundError as error:

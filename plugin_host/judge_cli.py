@@ -35,7 +35,15 @@ def register(commands) -> None:
                         help="validation-split mixtures whose targets measure it (default 1000)")
     tagger.add_argument("--epochs", type=int, default=6)
     tagger.add_argument("--width", type=int, default=64, help="channels of its convolutions (default 64)")
-    tagger.add_argument("--seed", type=int, default=11)
+    tagger.add_argument("--seed", type=int, default=11, help="the mixtures drawn, and the fit unless --fit-seed")
+    tagger.add_argument("--fit-seed", type=int, help="the fit's initial weights and batches (default: --seed)")
+    tagger.add_argument("--sets", default=DEFAULT_SETS,
+                        help=f"folder where drawn mixtures are kept and found again, per split, count and seed "
+                             f"(default {DEFAULT_SETS})")
+    tagger.add_argument("--leaky", action="store_true",
+                        help="fit on targets with some of the interferers leaked in and interferers with some of "
+                             "the target, each class labelled by its share of the power (what the judge's "
+                             "estimates and remainders are), instead of on clean sources and mixtures")
     tagger.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="processes drawing the mixtures (default: one per core; the set is the same for any)")
     tagger.add_argument("--out", required=True, help="folder to write (tagger.json, tagger.safetensors)")
@@ -288,6 +296,7 @@ def fit_tagger(arguments, encoder) -> int:
 
     from samstream.models.config import JudgeConfig
     from samstream.models.tagger import (
+        cached_examples,
         class_embeddings,
         corpus_classes,
         save_tagger,
@@ -302,15 +311,21 @@ def fit_tagger(arguments, encoder) -> int:
     use_every_core()
     classes = corpus_classes(arguments.data)
     config = replace(JudgeConfig(), tagger_width=arguments.width, tagger_classes=len(classes))
-    print(f"drawing {arguments.mixtures} training mixtures ...")
-    train = tagger_examples(arguments.data, "train", arguments.mixtures, arguments.seed, classes, config,
-                            workers=arguments.jobs)
-    validation = tagger_examples(arguments.data, "val", arguments.validation_mixtures, arguments.seed, classes,
-                                 config, workers=arguments.jobs) if arguments.validation_mixtures else None
+
+    def examples(split: str, count: int):
+        def draw():
+            print(f"drawing {count} {split} mixtures ...")
+            return tagger_examples(arguments.data, split, count, arguments.seed, classes, config,
+                                   workers=arguments.jobs)
+        return cached_examples(Path(arguments.sets) / f"tagger_{split}_{count}_{arguments.seed}.npz", classes, draw)
+
+    train = examples("train", arguments.mixtures)
+    validation = examples("val", arguments.validation_mixtures) if arguments.validation_mixtures else None
+    fit_seed = arguments.seed if arguments.fit_seed is None else arguments.fit_seed
     model = train_tagger(train, config, class_embeddings(encoder, classes), epochs=arguments.epochs,
-                         seed=arguments.seed, validation=validation)
+                         seed=fit_seed, validation=validation, leaky=arguments.leaky)
     figures = {"classes": classes, "mixtures": arguments.mixtures, "epochs": arguments.epochs,
-               "seed": arguments.seed}
+               "seed": arguments.seed, "fit_seed": fit_seed, "leaky": arguments.leaky}
     if validation is not None:
         figures |= {"validation_mixtures": arguments.validation_mixtures,
                     "validation_targets_tagged_right": round(target_accuracy(model, validation), 4)}

@@ -184,8 +184,13 @@ def test_fusion_learns_from_the_consistency_features_and_leaves_the_band_network
     assert np.corrcoef(predicted, data.score_db)[0, 1] > 0.9
     # Given the frozen scores made once, as the command does for several fusions, the fit is the same.
     torch.manual_seed(1)
+    fresh = with_fusion(base, len(CONSISTENCY_NAMES))
+    assert fresh.training  # as with_fusion makes it; the scores are made in eval mode and the mode put back
+    frozen = frozen_scores(fresh, data)
+    assert fresh.training
+    torch.testing.assert_close(frozen, frozen_scores(base, data))
     given = train_judge(data, FUSED, epochs=30, windows_per_batch=2, learning_rate=1e-2, log=lambda _: None,
-                        model=with_fusion(base, len(CONSISTENCY_NAMES)), frozen=frozen_scores(base, data))
+                        model=fresh, frozen=frozen)
     np.testing.assert_allclose(predict(given, data), predicted, atol=1e-5)
     whole = train_judge(data, FUSED, epochs=2, windows_per_batch=2, learning_rate=1e-3, log=lambda _: None,
                         model=fused, whole=True)

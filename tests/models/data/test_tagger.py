@@ -17,8 +17,11 @@ from samstream.models.judge import JudgeFolderError, band_powers, band_weights, 
 from samstream.models.judge_net import JudgeNet, load_judge, save_judge, with_fusion, with_tagger
 from samstream.models.tagger import (
     Tagger,
+    TaggerExamples,
+    cached_examples,
     class_embeddings,
     corpus_classes,
+    leaky_inputs,
     load_tagger,
     save_tagger,
     tagger_examples,
@@ -172,14 +175,94 @@ def test_a_missing_or_wrong_tagger_folder_is_named(tmp_path):
         load_tagger(tmp_path, JudgeConfig())
 
 
+def test_leaky_examples_label_each_class_by_its_share_of_the_power():
+    torch.manual_seed(0)
+    count, frames, bands = 2000, 20, CONFIG.n_bands
+    levels = torch.empty(count, 3, frames, bands).uniform_(-50.0, -20.0)
+    levels[:, 2] = 10 * torch.log10(torch.pow(10.0, levels[:, 0] / 10) + torch.pow(10.0, levels[:, 1] / 10))
+    labels = torch.zeros(count, 3, 3)
+    labels[:, 0, 0] = labels[:, 1, 1] = labels[:, 1, 2] = 1  # the target is class 0, the interferers 1 and 2
+    labels[:, 2] = 1
+    inputs, soft = leaky_inputs(levels, labels)
+    assert inputs.shape == (2 * count, frames, bands) and soft.shape == (2 * count, 3)
+    target_rows, interferer_rows = soft[0::2], soft[1::2]
+    # Each row's classes share the power: its own class(es) s, the other signal's 1 - s.
+    torch.testing.assert_close(target_rows[:, 0] + target_rows[:, 1], torch.ones(count))
+    torch.testing.assert_close(target_rows[:, 1], target_rows[:, 2])
+    torch.testing.assert_close(interferer_rows[:, 0] + interferer_rows[:, 1], torch.ones(count))
+    assert float(soft.min()) >= 0.0 and float(soft.max()) <= 1.0
+    # About CLEAN_SHARE of the rows are left clean, and those are the clean signal's input exactly.
+    clean = target_rows[:, 0] == 1.0
+    assert 0.05 < float(clean.float().mean()) < 0.15
+    torch.testing.assert_close(inputs[0::2][clean], tagger_input(levels[clean, 0], levels[clean, 2]))
+    # The share follows the ratio asked for: 0 dB over the leak is half the power, +20 dB 0.99.
+    ratio = torch.tensor([[0.0, 20.0]]).expand(count, 2)
+    _, soft = leaky_inputs(levels, labels, ratio)
+    assert abs(float(soft[0::2, 0].mean()) - 0.5) < 0.02  # on average: the bands' spread moves each one
+    assert abs(float(soft[1::2, 1].mean()) - 0.99) < 0.005
+
+
+def test_a_leaky_tagger_s_logit_rises_with_its_class_s_share(tone_corpus):
+    root, _ = tone_corpus
+    classes = corpus_classes(root)
+    config = replace(CONFIG, tagger_classes=len(classes))
+    train = tagger_examples(root, "train", 120, 0, classes, config, log=lambda _: None)
+    validation = tagger_examples(root, "val", 30, 1, classes, config, log=lambda _: None)
+    model = train_tagger(train, config, class_embeddings(TextEncoder.load(), classes), epochs=6,
+                         learning_rate=5e-3, batch_size=16, leaky=True, log=lambda _: None)
+    assert target_accuracy(model, validation) >= 0.9  # clean targets are still told apart
+    levels, labels = torch.from_numpy(validation.levels).float(), torch.from_numpy(validation.labels).float()
+    target_class = labels[:, 0].argmax(dim=1)
+    logits = []
+    for ratio_db in (-10.0, 0.0, 10.0, 20.0):
+        inputs, _ = leaky_inputs(levels, labels, torch.full((len(levels), 2), ratio_db))
+        with torch.no_grad():
+            logits.append(model(inputs[0::2])[torch.arange(len(levels)), target_class])
+    means = [float(logit.mean()) for logit in logits]
+    assert means == sorted(means) and means[-1] - means[0] > 2.0, means
+
+
+def test_drawn_examples_are_kept_and_found_again_only_for_the_same_classes(tmp_path):
+    draws = []
+
+    def draw():
+        draws.append(1)
+        rng = np.random.default_rng(len(draws))
+        return TaggerExamples(rng.normal(size=(4, 3, 5, 2)).astype(np.float16),
+                              rng.integers(0, 2, (4, 3, 2)).astype(np.uint8))
+
+    path = tmp_path / "sets" / "tagger_train_4_0.npz"
+    first = cached_examples(path, ["a", "b"], draw)
+    found = cached_examples(path, ["a", "b"], draw)
+    assert len(draws) == 1 and [p.name for p in path.parent.iterdir()] == [path.name]
+    np.testing.assert_array_equal(found.levels, first.levels)
+    np.testing.assert_array_equal(found.labels, first.labels)
+    other = cached_examples(path, ["a", "c"], draw)  # another corpus's classes: drawn again
+    assert len(draws) == 2 and not np.array_equal(other.levels, first.levels)
+
+
 def test_judge_tagger_command_writes_a_tagger_the_judge_can_take(tone_corpus, tmp_path):
     root, _ = tone_corpus
-    made = subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "judge", "tagger", "--data", root,
-                           "--mixtures", "40", "--validation-mixtures", "12", "--epochs", "1", "--width", "8",
-                           "--out", str(tmp_path / "tagger")], capture_output=True, text=True, timeout=300)
+    def fit(out: str, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "judge", "tagger", "--data", root,
+                               "--mixtures", "40", "--validation-mixtures", "12", "--epochs", "1", "--width", "8",
+                               "--sets", str(tmp_path / "sets"), "--out", str(tmp_path / out), *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    made = fit("tagger", "--leaky")
     assert made.returncode == 0, made.stderr
+    assert "drawing 40 train mixtures" in made.stdout
+    assert sorted(path.name for path in (tmp_path / "sets").iterdir()) == ["tagger_train_40_11.npz",
+                                                                          "tagger_val_12_11.npz"]
     record = json.loads((tmp_path / "tagger" / "tagger.json").read_text())
     assert record["width"] == 8 and record["training"]["classes"] == ["sine_high", "sine_low", "white"]
+    assert record["training"]["leaky"] is True and record["training"]["fit_seed"] == 11
+    # A second fit of the same mixtures draws nothing: it finds them where the first left them.
+    again = fit("again", "--fit-seed", "12")
+    assert again.returncode == 0, again.stderr
+    assert "drawing" not in again.stdout
+    record = json.loads((tmp_path / "again" / "tagger.json").read_text())
+    assert record["training"]["leaky"] is False and record["training"]["fit_seed"] == 12
     assert 0.0 <= record["training"]["validation_targets_tagged_right"] <= 1.0
     assert load_tagger(tmp_path / "tagger", JudgeConfig()).config.tagger_classes == 3
     refused = subprocess.run([sys.executable, "-m", "samstream.plugin_host.cli", "judge", "tagger", "--data",
