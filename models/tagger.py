@@ -256,11 +256,12 @@ class _InProcess:
 
 def train_tagger(train: TaggerExamples, config: JudgeConfig, embeddings: np.ndarray, epochs: int = 6,
                  learning_rate: float = 2e-3, batch_size: int = 64, seed: int = 0,
-                 validation: TaggerExamples | None = None, leaky: bool = False, log=print) -> Tagger:
+                 validation: TaggerExamples | None = None, leaky: bool = True, log=print) -> Tagger:
     """Binary cross-entropy per class, with a random spectral tilt on each example (an estimate's
     colouring); logs the validation's top-1 accuracy on its targets after each epoch. ``leaky``:
-    fitted on ``leaky_inputs`` drawn afresh for each batch, instead of the clean target, interferers
-    and mixture of each example."""
+    fitted on ``leaky_inputs`` drawn afresh for each batch; else on the clean target, interferers
+    and mixture of each example (the judge's held-out figure in single fusions: +0.790 at each of three
+    seeds with two leaky taggers, +0.782 and +0.772 with two clean ones)."""
     torch.manual_seed(seed)
     model = Tagger(config)
     model.class_embeddings.copy_(torch.from_numpy(embeddings))

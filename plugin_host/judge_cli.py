@@ -40,10 +40,11 @@ def register(commands) -> None:
     tagger.add_argument("--sets", default=DEFAULT_SETS,
                         help=f"folder where drawn mixtures are kept and found again, per split, count and seed "
                              f"(default {DEFAULT_SETS})")
-    tagger.add_argument("--leaky", action="store_true",
-                        help="fit on targets with some of the interferers leaked in and interferers with some of "
-                             "the target, each class labelled by its share of the power (what the judge's "
-                             "estimates and remainders are), instead of on clean sources and mixtures")
+    tagger.add_argument("--clean", action="store_true",
+                        help="fit on the clean targets, interferers and mixtures, as the taggers before; by "
+                             "default it fits on targets with some of the interferers leaked in and interferers "
+                             "with some of the target, each class labelled by its share of the power, since the "
+                             "judge shows it estimates and what they left")
     tagger.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="processes drawing the mixtures (default: one per core; the set is the same for any)")
     tagger.add_argument("--out", required=True, help="folder to write (tagger.json, tagger.safetensors)")
@@ -323,9 +324,9 @@ def fit_tagger(arguments, encoder) -> int:
     validation = examples("val", arguments.validation_mixtures) if arguments.validation_mixtures else None
     fit_seed = arguments.seed if arguments.fit_seed is None else arguments.fit_seed
     model = train_tagger(train, config, class_embeddings(encoder, classes), epochs=arguments.epochs,
-                         seed=fit_seed, validation=validation, leaky=arguments.leaky)
+                         seed=fit_seed, validation=validation, leaky=not arguments.clean)
     figures = {"classes": classes, "mixtures": arguments.mixtures, "epochs": arguments.epochs,
-               "seed": arguments.seed, "fit_seed": fit_seed, "leaky": arguments.leaky}
+               "seed": arguments.seed, "fit_seed": fit_seed, "leaky": not arguments.clean}
     if validation is not None:
         figures |= {"validation_mixtures": arguments.validation_mixtures,
                     "validation_targets_tagged_right": round(target_accuracy(model, validation), 4)}
