@@ -50,6 +50,9 @@ def compare(path_a: str, path_b: str) -> str:
                 for key in sorted(set(a.get("real_time_factor", {})) & set(b.get("real_time_factor", {})))]
     scalars += [(f"per-hop {quantile}, {steps} step(s), ms", ("hop_compute_ms", steps, quantile))
                 for steps in ("1", "2") for quantile in ("p50", "p99", "max")]
+    scalars += [("judge Spearman, every estimate", ("judge", "spearman")),
+                ("judge Spearman, the model's own", ("judge", "spearman_model_outputs")),
+                ("judge mean absolute error, dB", ("judge", "mean_abs_error_db"))]
     lines.append("")
     for label, keys in scalars:
         values = []

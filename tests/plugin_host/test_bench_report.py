@@ -203,6 +203,18 @@ def test_compare_of_a_run_with_itself_is_zero_everywhere(report):
     differences = re.findall(r"[+-]\d+\.\d+", result.stdout)
     assert len(differences) > 20 and all(float(value) == 0 for value in differences)
     assert "| hum |" in result.stdout and "1 step" in result.stdout
+    assert "judge Spearman, every estimate" in result.stdout
+
+
+@pytest.mark.timeout(600)
+def test_compare_gives_the_judge_s_difference(report, tmp_path):
+    results = json.loads((report / "results.json").read_text())
+    before = results["judge"]["spearman"]
+    results["judge"]["spearman"] = before + 0.1  # another judge, on the same separations
+    (tmp_path / "other.json").write_text(json.dumps(results))
+    result = samstream("bench", "--compare", str(report / "results.json"), str(tmp_path / "other.json"))
+    assert result.returncode == 0, result.stderr
+    assert f"judge Spearman, every estimate: {before:.3f} -> {before + 0.1:.3f} (+0.100)" in result.stdout
 
 
 @pytest.mark.parametrize("arguments, message", [
