@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,10 +192,12 @@ def cached_examples(path: Path, classes: list[str], draw) -> TaggerExamples:
     """The examples saved at ``path`` if they were drawn for ``classes``; else ``draw()``'s, saved there
     (drawing 20,000 mixtures takes a quarter of an hour; fitting several taggers needs one draw)."""
     path = Path(path)
-    if path.is_file():
+    try:
         with np.load(path) as saved:
             if list(saved["classes"]) == classes:
                 return TaggerExamples(saved["levels"], saved["labels"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # missing, or not a whole set of examples (a draw cut short): drawn again
     examples = draw()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
@@ -265,20 +268,18 @@ def train_tagger(train: TaggerExamples, config: JudgeConfig, embeddings: np.ndar
     torch.manual_seed(seed)
     model = Tagger(config)
     model.class_embeddings.copy_(torch.from_numpy(embeddings))
-    if leaky:
+    if leaky:  # rows are mixtures, each giving two inputs
         levels, mixture_labels = torch.from_numpy(train.levels), torch.from_numpy(train.labels)
-        per_mixture = 2
+        examples, batch_size = len(levels), max(1, batch_size // 2)
 
         def batch_of(rows):
             return leaky_inputs(levels[rows].float(), mixture_labels[rows].float())
-    else:
+    else:  # rows are inputs
         inputs, labels = train.inputs()
-        per_mixture = 3
+        examples = len(inputs)
 
         def batch_of(rows):
             return inputs[rows], labels[rows]
-    examples = len(train.levels) if leaky else len(inputs)
-    batch_size = batch_size // per_mixture if leaky else batch_size
     steps = max(1, examples // batch_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, learning_rate, total_steps=epochs * steps)

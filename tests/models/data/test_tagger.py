@@ -239,6 +239,9 @@ def test_drawn_examples_are_kept_and_found_again_only_for_the_same_classes(tmp_p
     np.testing.assert_array_equal(found.labels, first.labels)
     other = cached_examples(path, ["a", "c"], draw)  # another corpus's classes: drawn again
     assert len(draws) == 2 and not np.array_equal(other.levels, first.levels)
+    path.write_bytes(b"PK\x03\x04 cut short")  # a damaged file: drawn again, not a traceback
+    cached_examples(path, ["a", "c"], draw)
+    assert len(draws) == 3 and cached_examples(path, ["a", "c"], draw) is not None and len(draws) == 3
 
 
 def test_judge_tagger_command_writes_a_tagger_the_judge_can_take(tone_corpus, tmp_path):
