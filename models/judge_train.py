@@ -34,7 +34,7 @@ from .judge import (
     mixture_posterior,
 )
 from .judge_net import JudgeNet
-from .metrics import ideal_ratio_mask, istft_frames, si_sdr, spearman
+from .metrics import ideal_ratio_mask, istft_frames, si_sdr, spearman, spearman_interval
 
 WINDOWS_PER_MIXTURE = 1000  # window ids are mixture id * this + the window's number
 SILENT_TARGET_DB = -50.0  # a window whose target is this far below the mixture has no label worth learning
@@ -358,11 +358,14 @@ MODEL_KINDS = ("model_1", "model_2", "teacher_4", "teacher_16")
 
 
 def evaluate_judge(predicted: np.ndarray, data: JudgeSet) -> dict:
-    """Spearman with the true SI-SDR: over everything, over the model's own outputs, and how
-    often the judge picks the better of two model outputs of one window."""
+    """Spearman with the true SI-SDR: over everything (with its 95 % interval from a bootstrap over
+    the mixtures), over the model's own outputs, and how often the judge picks the better of two
+    model outputs of one window."""
     truth = data.score_db
     own = np.isin(data.kind, MODEL_KINDS) | np.char.startswith(data.kind.astype(str), "early_")
+    interval = spearman_interval(predicted, truth, data.mixture_id)
     figures = {"examples": len(truth), "spearman": round(spearman(predicted, truth), 4),
+               "spearman_95_over_mixtures": [round(interval[0], 4), round(interval[1], 4)],
                "spearman_model_outputs": round(spearman(predicted[own], truth[own]), 4),
                "mean_abs_error_db": round(float(np.mean(np.abs(predicted - truth))), 3),
                "per_kind": {}}

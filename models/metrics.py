@@ -48,6 +48,21 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(mean_ranks(a), mean_ranks(b))[0, 1])
 
 
+def spearman_interval(a: np.ndarray, b: np.ndarray, groups: np.ndarray, level: float = 0.95,
+                      resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """The ``level`` interval of ``spearman(a, b)`` from a bootstrap over ``groups`` (examples of one
+    group, such as the windows of one mixture, are drawn together: they are not independent)."""
+    names, group_of = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(group_of == index) for index in range(len(names))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        chosen = np.concatenate([members[index] for index in rng.integers(0, len(members), len(members))])
+        values.append(spearman(a[chosen], b[chosen]))
+    low, high = np.nanpercentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
 # -- whole-signal STFT at the stream's framing, and the oracle mask ----------------------
 
 def stft_frames(signal: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

@@ -416,7 +416,9 @@ def run(arguments: argparse.Namespace) -> int:
     # A fused judge keeps the separator its consistency features were measured with.
     save_judge(model, out, figures, reseparator=separations_model_dir(arguments) if fusing else None)
     held = figures["held_out"]
-    print(f"judge written to {out}: held-out Spearman {held['spearman']:+.3f} over {held['examples']} windows, "
+    low, high = held["spearman_95_over_mixtures"]
+    print(f"judge written to {out}: held-out Spearman {held['spearman']:+.3f} over {held['examples']} windows "
+          f"(95 % over mixtures {low:+.3f} to {high:+.3f}), "
           f"{held['spearman_model_outputs']:+.3f} over the model's own outputs, "
           f"pairs ordered right {held['model_pair_agreement']:.1%}")
     return 0

@@ -31,7 +31,7 @@ from samstream.models.judge_train import (
     predict,
     train_judge,
 )
-from samstream.models.metrics import oracle_ratio_mask, spearman
+from samstream.models.metrics import oracle_ratio_mask, spearman, spearman_interval
 from samstream.models.separate import separate
 from samstream.models.text_encoder import TextEncoder
 from samstream.plugin_host.audio_files import read_audio
@@ -93,6 +93,23 @@ def test_spearman_matches_scipy_with_ties():
     assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert spearman(a, a) == pytest.approx(1.0)
     assert spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_spearman_interval_resamples_whole_groups():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(40), 10)
+    a = rng.normal(size=400)
+    b = a + rng.normal(size=400)
+    low, high = spearman_interval(a, b, groups)
+    assert low < spearman(a, b) < high and high - low < 0.2
+    assert spearman_interval(a, a, groups) == pytest.approx((1.0, 1.0))
+    # Ten copies of each example, grouped, hold no more information than one: the interval is as wide.
+    one = spearman_interval(a[::10], b[::10], groups[::10])
+    copies = spearman_interval(np.repeat(a[::10], 10), np.repeat(b[::10], 10), groups)
+    assert copies == pytest.approx(one, abs=0.02)
+    # Drawn as if independent, the copies would give an interval about three times narrower.
+    independent = spearman_interval(np.repeat(a[::10], 10), np.repeat(b[::10], 10), np.arange(400))
+    assert (independent[1] - independent[0]) < 0.5 * (one[1] - one[0])
 
 
 def test_confidence_is_monotonic_and_half_at_zero_db():
@@ -202,6 +219,8 @@ def test_judge_set_labels_follow_the_true_quality_and_training_runs(example, enc
     assert predicted.shape == data.score_db.shape and np.isfinite(predicted).all()
     figures = evaluate_judge(predicted, data)
     assert figures["examples"] == len(data.score_db) and set(figures["per_kind"]) == kinds
+    low, high = figures["spearman_95_over_mixtures"]
+    assert -1.0 <= low <= figures["spearman"] <= high <= 1.0
 
 
 def test_judge_set_saves_and_loads(tmp_path):
