@@ -60,6 +60,13 @@ def tagger_input(levels_db: torch.Tensor, mixture_db: torch.Tensor) -> torch.Ten
     return torch.clamp(relative, *TAGGER_RANGE_DB) / FEATURE_SCALE_DB
 
 
+def window_inputs(signals_db: torch.Tensor, mixture_db: torch.Tensor) -> torch.Tensor:
+    """(batch, signals, frames, bands) band levels of signals of a window and (batch, frames, bands)
+    of the window's mixture -> (batch * signals, frames, bands) ``tagger_input``s, a window's in a row."""
+    mixture = mixture_db[:, None].expand_as(signals_db)
+    return tagger_input(signals_db.flatten(0, 1), mixture.flatten(0, 1))
+
+
 class Tagger(nn.Module):
     def __init__(self, config: JudgeConfig):
         super().__init__()
@@ -129,9 +136,7 @@ class TaggerExamples:
         inputs = torch.empty(3 * count, frames, bands)
         for start in range(0, count, chunk):
             levels = torch.from_numpy(self.levels[start:start + chunk].astype(np.float32))
-            mixture = levels[:, 2:3].expand_as(levels)
-            inputs[3 * start:3 * start + 3 * len(levels)] = tagger_input(
-                levels.reshape(-1, frames, bands), mixture.reshape(-1, frames, bands))
+            inputs[3 * start:3 * start + 3 * len(levels)] = window_inputs(levels, levels[:, 2])
         return inputs, torch.from_numpy(self.labels.reshape(-1, self.labels.shape[-1]).astype(np.float32))
 
 
@@ -143,7 +148,7 @@ def leaky_inputs(levels: torch.Tensor, labels: torch.Tensor,
     remainder are, each class labelled with its share of the power. So a logit learns how much of
     its class a signal holds, which is what ``contrast`` compares, not only whether it is there.
     ``ratio_db`` (batch, 2): each signal over its leak, instead of drawn (and none left clean)."""
-    batch, _, frames, bands = levels.shape
+    batch, bands = len(levels), levels.shape[-1]
     power = torch.pow(10.0, levels[:, :2] / 10.0)
     own, other = power, power.flip(1)
     own_mean, other_mean = own.mean(dim=(2, 3), keepdim=True), other.mean(dim=(2, 3), keepdim=True) + 1e-12
@@ -155,9 +160,7 @@ def leaky_inputs(levels: torch.Tensor, labels: torch.Tensor,
     leak = other * gain * spread / spread.mean(dim=-1, keepdim=True)
     share = own.sum(dim=(2, 3)) / ((own + leak).sum(dim=(2, 3)) + 1e-12)
     soft = torch.clamp(share[..., None] * labels[:, :2] + (1.0 - share[..., None]) * labels[:, :2].flip(1), max=1.0)
-    mixture = levels[:, 2:3].expand(batch, 2, frames, bands)
-    inputs = tagger_input((10.0 * torch.log10(own + leak + 1e-12)).reshape(-1, frames, bands),
-                          mixture.reshape(-1, frames, bands))
+    inputs = window_inputs(10.0 * torch.log10(own + leak + 1e-12), levels[:, 2])
     return inputs, soft.reshape(-1, labels.shape[-1])
 
 

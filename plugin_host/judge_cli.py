@@ -283,7 +283,7 @@ def train_band_judge(arguments, encoder, held_out, extra_band_sets: list):
     print(f"training the band network on {len(train_set.score_db)} windows")
     model = train_judge(train_set, config, epochs=arguments.epochs, seed=arguments.seed,
                         learning_rate=arguments.learning_rate)
-    figures = {"train": evaluate_judge(predict(model, train_set), train_set),
+    figures = {"train": evaluate_judge(predict(model, train_set), train_set, interval=False),
                "training_mixtures": arguments.mixtures, "mask_only_mixtures": arguments.mask_mixtures,
                "extra_sets": [Path(path).name for path in arguments.extra_set]}
     if not arguments.consistency_mixtures:
@@ -401,7 +401,7 @@ def run(arguments: argparse.Namespace) -> int:
             print(f"fine-tuning the band network beside the fusion, {arguments.fine_tune_epochs} epochs")
             model = train_judge(fusion_set, model.config, epochs=arguments.fine_tune_epochs,
                                 learning_rate=FINE_TUNE_LEARNING_RATE, seed=arguments.seed, model=model, whole=True)
-        figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set),
+        figures |= {"fusion_train": evaluate_judge(predict(model, fusion_set), fusion_set, interval=False),
                     "consistency_mixtures": fusion_mixtures, "fusion_members": arguments.fusion_members,
                     "global_ranking_weight": arguments.global_ranking_weight,
                     "fine_tune_epochs": arguments.fine_tune_epochs}
