@@ -359,8 +359,8 @@ MODEL_KINDS = ("model_1", "model_2", "teacher_4", "teacher_16")
 
 def evaluate_judge(predicted: np.ndarray, data: JudgeSet, interval: bool = True) -> dict:
     """Spearman with the true SI-SDR: over everything (with its 95 % interval from a bootstrap over
-    the mixtures, unless not ``interval``: a judge's own training set needs none, and 600 mixtures'
-    take seconds), over the model's own outputs, and how often the judge picks the better of two
+    the mixtures, unless not ``interval``: a judge's own training set needs none, and for 600 mixtures
+    it takes seconds), over the model's own outputs, and how often the judge picks the better of two
     model outputs of one window."""
     truth = data.score_db
     own = np.isin(data.kind, MODEL_KINDS) | np.char.startswith(data.kind.astype(str), "early_")
