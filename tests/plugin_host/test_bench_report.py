@@ -181,6 +181,9 @@ def test_the_report_on_a_folder_of_mixtures_holds_every_figure(report):
     for steps in ("1", "2"):
         hop = results["hop_compute_ms"][steps]
         assert 0 < hop["p50"] <= hop["p99"] <= hop["max"] and hop["hops"] > 100
+        # CPU time is the compute alone: never more than the wall time it fits in.
+        assert 0 < hop["cpu_p50"] <= hop["cpu_p99"] <= hop["cpu_max"] and hop["cpu_p50"] <= hop["p50"] * 1.05
+        assert isinstance(hop["realtime"], bool)
     assert all(value > 0 for value in results["real_time_factor"].values())
     text = (report / "report.md").read_text()
     assert "| speech |" in text and "oracle IRM" in text and "HPSS" in text
