@@ -28,7 +28,15 @@ from samstream.kernels.streams import (
     downmix_streams,
 )
 
-from .runtime import VARIANTS, ModelFolderError, Prompt, load_serving_config, make_session
+from .runtime import (
+    VARIANTS,
+    ModelFolderError,
+    Prompt,
+    PromptConditioner,
+    bind_buffers,
+    load_serving_config,
+    make_session,
+)
 
 BATCHED_GRAPHS = "batched_hop_graphs"  # serving.json key: hop graphs with a free batch axis
 
@@ -60,8 +68,9 @@ class StreamBatchControl:
             raise ModelFolderError(f"streams must be a positive whole number, got {streams}")
         if int(channels_per_stream) != channels_per_stream or channels_per_stream < 1:
             raise ModelFolderError(f"channels_per_stream must be a positive whole number, got {channels_per_stream}")
-        self.config, _ = load_serving_config(model_dir)
+        self.config, serving = load_serving_config(model_dir)
         self.graph_path, self.steps = hop_graph_path(model_dir, steps, streams)
+        self.conditioner = PromptConditioner(model_dir, self.config, serving, self.steps)
         self.streams = int(streams)
         self.channels_per_stream = int(channels_per_stream)
         self.lookahead_frames = self.config.transformer.lookahead_frames
@@ -71,8 +80,11 @@ class StreamBatchControl:
         self.keep_target = True
         self._prompt_lock = threading.Lock()
         # Every stream starts with no prompt in force: it passes through until one arrives.
-        self._pending: list[Prompt | None] = [Prompt()] * self.streams
-        self._applied: list[Prompt] = [Prompt()] * self.streams
+        # Each entry: (prompt, its conditioning rows (steps, M)), made by ``set_prompt``.
+        no_prompt = (Prompt(), self.conditioner.rows(Prompt()))
+        self.conditioning_width = no_prompt[1].shape[-1]
+        self._pending: list[tuple[Prompt, np.ndarray] | None] = [no_prompt] * self.streams
+        self._applied: list[tuple[Prompt, np.ndarray]] = [no_prompt] * self.streams
         self.live_anchors = np.zeros(self.streams, np.int64)
         self.passing = np.ones(self.streams, np.bool_)
         self.shares = np.ones(self.streams, np.float32)
@@ -83,10 +95,12 @@ class StreamBatchControl:
         return [self.seed + stream for stream in range(self.streams)]
 
     def set_prompt(self, prompt: Prompt, stream: int | None = None) -> None:
-        """From any thread; ``stream`` None sets every stream. Lands at the next hop boundary."""
+        """From any thread; ``stream`` None sets every stream. Lands at the next hop boundary.
+        Its conditioning is computed here, on the caller's thread."""
+        prepared = (prompt, self.conditioner.rows(prompt))
         with self._prompt_lock:
             for index in range(self.streams) if stream is None else (stream,):
-                self._pending[index] = prompt
+                self._pending[index] = prepared
 
     @property
     def prompt_pending(self) -> bool:
@@ -110,15 +124,15 @@ class StreamBatchControl:
     def take_prompts(self) -> None:
         """At a hop boundary: every stream with a new prompt writes its rows and starts its fade."""
         with self._prompt_lock:
-            taken = [(stream, prompt) for stream, prompt in enumerate(self._pending) if prompt is not None]
+            taken = [(stream, pending) for stream, pending in enumerate(self._pending) if pending is not None]
             self._pending = [None] * self.streams
-        for stream, prompt in taken:
-            self._applied[stream] = prompt
-            self.passing[stream] = prompt.is_empty
+        for stream, pending in taken:
+            self._applied[stream] = pending
+            self.passing[stream] = pending[0].is_empty
             if self.crossfade_frames:
                 self.snapshot_gain(stream)
                 self.fades_left[stream] = self.crossfade_frames
-            self.write_prompt_row(stream, prompt)
+            self.write_prompt_row(stream, *pending)
 
     def next_frame(self) -> tuple[int, int]:
         """(this hop's frame number, the cache slot its keys and values go to); moves the clock on."""
@@ -128,12 +142,10 @@ class StreamBatchControl:
             self._write_slot = (slot + 1) % self.context
         return frame, slot
 
-    def write_prompt_row(self, stream: int, prompt: Prompt) -> None:
+    def write_prompt_row(self, stream: int, prompt: Prompt, conditioning: np.ndarray) -> None:
         """Stream's prompt into its row of ``prompt_rows`` (the arrays the session reads, or their host side)."""
         rows = self.prompt_rows
-        rows["text"][stream] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
-        rows["has_example"][stream] = prompt.example_features is not None
-        rows["example_features"][stream] = 0.0 if prompt.example_features is None else prompt.example_features
+        rows["conditioning"][:, stream] = conditioning
         rows["visual"][stream] = 0.0 if prompt.visual is None else prompt.visual
         self.prompts_changed = True
 
@@ -149,6 +161,7 @@ class BatchedSeparator(StreamBatchControl):
                  threads: int = 1, seed: int = 0, crossfade_frames: int = 0, device: str = "cpu"):
         super().__init__(model_dir, streams, channels_per_stream, steps, seed, crossfade_frames)
         self.session = make_session(self.graph_path, threads, device)
+        self.uses_noise = any(node.name == "noise" for node in self.session.get_inputs())
 
     def configure(self, channels: int, n_bins: int) -> None:
         self.check_rows(channels, n_bins)
@@ -158,9 +171,7 @@ class BatchedSeparator(StreamBatchControl):
         self.buffers = {
             "spectrum": np.zeros((streams, 2, n_bins), np.float32),
             "noise": np.zeros((streams, 2 * n_bins), np.float32),
-            "text": np.zeros((streams, config.prompt.text_dim), np.float32),
-            "example_features": np.zeros((streams, n_bins), np.float32),
-            "has_example": np.zeros(streams, np.float32),
+            "conditioning": np.zeros((self.steps, streams, self.conditioning_width), np.float32),
             "anchor": np.zeros(streams, np.int64),
             "visual": np.zeros((streams, config.prompt.visual_dim), np.float32),
             "key_cache": np.zeros(cache_shape, np.float32),
@@ -175,10 +186,7 @@ class BatchedSeparator(StreamBatchControl):
             "new_values": np.zeros(new_shape, np.float32),
         }
         self.prompt_rows = self.buffers
-        self.binding = self.session.io_binding()
-        for name, array in {**self.buffers, **self.outputs}.items():
-            bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
-            bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+        self.binding = bind_buffers(self.session, self.buffers, self.outputs)
         self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
         self._gains = np.ones((streams, n_bins), np.float32)
         self._fade_from = np.ones((streams, n_bins), np.float32)
@@ -211,8 +219,9 @@ class BatchedSeparator(StreamBatchControl):
         downmix_streams(spectrum_in, buffers["spectrum"])
         if self._level_parameters is not None:
             normalise_streams(buffers["spectrum"], self._level_states, self._level_parameters)
-        for random, row in zip(self._randoms, self._noise_rows, strict=True):
-            random.standard_normal(out=row, dtype=np.float32)
+        if self.uses_noise:
+            for random, row in zip(self._randoms, self._noise_rows, strict=True):
+                random.standard_normal(out=row, dtype=np.float32)
         slot_ages(slot, buffers["ages"])
         np.copyto(buffers["anchor"], self.live_anchors)
         self.session.run_with_iobinding(self.binding)

@@ -41,7 +41,7 @@ from .runtime import ModelFolderError, make_session
 
 NOISE_SOURCES = ("device", "host")
 # Inputs written only when a prompt or an anchor changes, not every hop.
-PROMPT_INPUTS = ("text", "example_features", "has_example", "visual", "anchor")
+PROMPT_INPUTS = ("conditioning", "visual", "anchor")
 
 
 def onnxruntime_has_cuda() -> bool:
@@ -99,6 +99,7 @@ class DeviceSeparator(StreamBatchControl):
         else:
             self.session = make_session(self.graph_path, 1, "cpu")
         self.cuda_graph = cuda_graph and self.binds_device_memory
+        self.uses_noise = any(node.name == "noise" for node in self.session.get_inputs())
 
     def _shapes(self, n_bins: int) -> tuple[dict, dict]:
         config, spec, streams = self.config, self.config.transformer, self.streams
@@ -106,8 +107,7 @@ class DeviceSeparator(StreamBatchControl):
         cache = (self.steps, streams, spec.depth, spec.heads, spec.context_frames, head_dim)
         new = (self.steps, streams, spec.depth, spec.heads, head_dim)
         inputs = {"spectrum": ((streams, 2, n_bins), np.float32), "noise": ((streams, 2 * n_bins), np.float32),
-                  "text": ((streams, config.prompt.text_dim), np.float32),
-                  "example_features": ((streams, n_bins), np.float32), "has_example": ((streams,), np.float32),
+                  "conditioning": ((self.steps, streams, self.conditioning_width), np.float32),
                   "anchor": ((streams,), np.int64), "visual": ((streams, config.prompt.visual_dim), np.float32),
                   "key_cache": (cache, np.float32), "value_cache": (cache, np.float32),
                   "ages": ((spec.context_frames,), np.int64), "seen": ((streams,), np.int64)}
@@ -128,7 +128,10 @@ class DeviceSeparator(StreamBatchControl):
             array[...] = 0
         self.prompt_rows = self.host
         self.binding = self.session.io_binding()
+        wanted = {node.name for node in self.session.get_inputs()} | set(self.outputs)
         for name, array in {**self.inputs, **self.outputs}.items():
+            if name not in wanted:  # a one-step graph's noise
+                continue
             bind = self.binding.bind_input if name in self.inputs else self.binding.bind_output
             if self.binds_device_memory:
                 bind(name, "cuda", 0, array.dtype, list(array.shape), device_pointer(array))
@@ -180,6 +183,8 @@ class DeviceSeparator(StreamBatchControl):
             self.device_passing.copy_to_device(self.passing_host, stream=stream)
 
     def _draw_noise(self) -> None:
+        if not self.uses_noise:
+            return
         if self.noise_source == "device":
             cuda_draw_noise(self._noise_states, self.inputs["noise"], self.stream)
             return

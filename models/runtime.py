@@ -3,7 +3,9 @@
 ``OnnxSeparator`` is a ``SpectralModel`` for ``StftEngine``: each hop it downmixes the
 frame, runs the exported hop graph (flow steps unrolled inside) on buffers bound once
 by IO binding, stores this frame's keys and values in the cache rings in place, and
-applies the mask to every channel of the frame the mask belongs to.
+applies the mask to every channel of the frame the mask belongs to. A prompt becomes
+the hop graph's conditioning rows when it is set (``PromptConditioner``), on the thread
+that sets it: the hop only copies them in at its boundary.
 """
 from __future__ import annotations
 
@@ -65,6 +67,11 @@ def compressed_frames(signal: np.ndarray, config: ModelConfig, level: bool = Fal
     return (magnitude ** config.transformer.compression).astype(np.float32)
 
 
+# The hop graphs' contract (inputs, outputs, companion graphs); serving.json records the one it was
+# exported with. 2: the prompt enters as precomputed ``conditioning`` from ``condition.onnx``.
+SERVING_FORMAT = 2
+
+
 def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
     model_dir = Path(model_dir)
     for name in ("config.json", "serving.json"):
@@ -75,11 +82,16 @@ def load_serving_config(model_dir: Path) -> tuple[ModelConfig, dict]:
         serving = json.loads((model_dir / "serving.json").read_text())
     except (ValueError, TypeError, KeyError) as error:
         raise ModelFolderError(f"{model_dir}: unreadable model description ({error})") from None
+    found = serving.get("format", 1)
+    if found != SERVING_FORMAT:
+        raise ModelFolderError(f"{model_dir / 'serving.json'}: graphs of format {found}, this samstream serves "
+                               f"format {SERVING_FORMAT} (re-export with `samstream export`)")
     return config, serving
 
 
 DEVICES = ("cpu", "cuda", "auto")
 VARIANTS = {"fp32": "hop_graphs", "int8": "int8_hop_graphs"}  # serving.json key of each variant's graphs
+CONDITION_GRAPH = "condition_graph"  # serving.json key: the prompt -> conditioning graph, any step count
 
 
 def execution_providers(device: str) -> list[str]:
@@ -107,6 +119,43 @@ def make_session(path: Path, threads: int = 1, device: str = "cpu") -> onnxrunti
         raise ModelFolderError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0]})") from None
 
 
+class PromptConditioner:
+    """A prompt -> the hop graph's ``conditioning`` rows (steps, M): every block's adaLN
+    modulations at each flow step's time. They change only with the prompt, so they are made
+    when a prompt is set, off the audio path, and no hop computes them."""
+
+    def __init__(self, model_dir: Path, config: ModelConfig, serving: dict, steps: int):
+        name = serving.get(CONDITION_GRAPH)
+        if name is None:
+            raise ModelFolderError(f"{model_dir}: no condition graph (re-export with `samstream export`)")
+        self.session = make_session(Path(model_dir) / name, 1, "cpu")
+        self.config = config
+        # The times the hop graph's Euler steps start from, as the exporter wrote them.
+        self.times = np.array([index / steps for index in range(steps)], np.float32)
+
+    def rows(self, prompt: Prompt) -> np.ndarray:
+        bins, text_dim = self.config.stft.n_bins, self.config.prompt.text_dim
+        text, example = prompt.text_embedding, prompt.example_features
+        feeds = {"text": np.zeros((1, text_dim), np.float32) if text is None else
+                 np.asarray(text, np.float32).reshape(1, text_dim),
+                 "example_features": np.zeros((1, bins), np.float32) if example is None else
+                 np.asarray(example, np.float32).reshape(1, bins),
+                 "has_example": np.array([float(example is not None)], np.float32), "times": self.times}
+        return self.session.run(None, feeds)[0][:, 0]
+
+
+def bind_buffers(session: onnxruntime.InferenceSession, inputs: dict, outputs: dict):
+    """IO binding of host arrays, once; inputs the graph does without (a one-step graph's noise) are left out."""
+    binding = session.io_binding()
+    wanted = {node.name for node in session.get_inputs()}
+    for name, array in inputs.items():
+        if name in wanted:
+            binding.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+    for name, array in outputs.items():
+        binding.bind_output(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+    return binding
+
+
 class OnnxSeparator:
     """Streams one separation model; configure once, then ``process`` every hop."""
 
@@ -127,13 +176,16 @@ class OnnxSeparator:
         # With CUDA the buffers stay bound in host memory: ONNX Runtime copies the hop in and the
         # mask out around each call. Device-resident rings and caches are the GPU path's work.
         self.session = make_session(Path(model_dir) / graphs[self.steps], threads, device)
+        self.conditioner = PromptConditioner(model_dir, self.config, serving, self.steps)
+        self.uses_noise = any(node.name == "noise" for node in self.session.get_inputs())
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         self.lookahead_frames = self.config.transformer.lookahead_frames
         self.keep_target = True
         self.seed = seed
         self._random = np.random.default_rng(seed)
-        self._pending: Prompt | None = Prompt()
-        self._applied = Prompt()
+        # (prompt, its conditioning rows), made by ``set_prompt`` and taken at a hop boundary.
+        self._pending: tuple[Prompt, np.ndarray] | None = (Prompt(), self.conditioner.rows(Prompt()))
+        self._applied = self._pending
         # Per-frame span anchors known in advance (offline spans); None leaves them at "none".
         self.anchor_schedule: np.ndarray | None = None
         # The anchor of frames past the schedule: the live "target sounds now" button.
@@ -153,9 +205,10 @@ class OnnxSeparator:
         return self._pending is not None
 
     def set_prompt(self, prompt: Prompt) -> None:
-        """From any thread; takes effect at the next hop boundary."""
+        """From any thread; takes effect at the next hop boundary. Its conditioning is computed here."""
+        prepared = (prompt, self.conditioner.rows(prompt))
         with self._prompt_lock:
-            self._pending = prompt
+            self._pending = prepared
 
     def configure(self, channels: int, n_bins: int) -> None:
         config = self.config
@@ -167,9 +220,7 @@ class OnnxSeparator:
         self.buffers = {
             "spectrum": np.zeros((1, 2, n_bins), np.float32),
             "noise": np.zeros((1, 2 * n_bins), np.float32),
-            "text": np.zeros((1, config.prompt.text_dim), np.float32),
-            "example_features": np.zeros((1, n_bins), np.float32),
-            "has_example": np.zeros(1, np.float32),
+            "conditioning": np.zeros((self.steps, 1, self._applied[1].shape[-1]), np.float32),
             "anchor": np.zeros(1, np.int64),
             "visual": np.zeros((1, config.prompt.visual_dim), np.float32),
             "key_cache": np.zeros(cache_shape, np.float32),
@@ -182,10 +233,7 @@ class OnnxSeparator:
             "new_keys": np.zeros((self.steps, 1, spec.depth, spec.heads, head_dim), np.float32),
             "new_values": np.zeros((self.steps, 1, spec.depth, spec.heads, head_dim), np.float32),
         }
-        self.binding = self.session.io_binding()
-        for name, array in {**self.buffers, **self.outputs}.items():
-            bind = self.binding.bind_input if name in self.buffers else self.binding.bind_output
-            bind(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+        self.binding = bind_buffers(self.session, self.buffers, self.outputs)
         self._history = np.zeros((self.lookahead_frames + 1, channels, n_bins), np.complex64)
         self._level_parameters = config.level_parameters()
         self._level_state = make_level_state(1)
@@ -219,18 +267,17 @@ class OnnxSeparator:
 
     def _take_prompt(self) -> None:
         with self._prompt_lock:
-            prompt, self._pending = self._pending, None
-        if prompt is None:
+            pending, self._pending = self._pending, None
+        if pending is None:
             return
-        self._applied = prompt
+        self._applied = pending
+        prompt, rows = pending
         self.passing_through = prompt.is_empty
         if self.crossfade_frames:
             np.copyto(self._fade_from, self._last_gain)
             self._fade_left = self.crossfade_frames
         buffers = self.buffers
-        buffers["text"][0] = 0.0 if prompt.text_embedding is None else prompt.text_embedding
-        buffers["has_example"][0] = prompt.example_features is not None
-        buffers["example_features"][0] = 0.0 if prompt.example_features is None else prompt.example_features
+        buffers["conditioning"][:, 0] = rows
         buffers["visual"][0] = 0.0 if prompt.visual is None else prompt.visual
 
     def process(self, spectrum_in: np.ndarray, spectrum_out: np.ndarray) -> None:
@@ -251,7 +298,8 @@ class OnnxSeparator:
         downmix_real_imag(spectrum_in, buffers["spectrum"])
         if self._level_parameters is not None:
             normalise_streams(buffers["spectrum"], self._level_state, self._level_parameters)
-        self._random.standard_normal(out=buffers["noise"], dtype=np.float32)
+        if self.uses_noise:
+            self._random.standard_normal(out=buffers["noise"], dtype=np.float32)
         slot_ages(self._write_slot, buffers["ages"])
         token = frame - lookahead
         buffers["seen"][0] = min(token, context)

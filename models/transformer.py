@@ -16,7 +16,9 @@ It runs two ways that compute the same numbers:
   and a causal band mask of ``context_frames`` past frames.
 - ``step``: one frame (streaming, ONNX export); the past lives in a key/value cache of
   fixed shape, stored unrotated and rotated by each slot's age, so the cache never needs
-  shifting and positions never grow with the stream's length.
+  shifting and positions never grow with the stream's length. The adaLN modulations depend
+  on the flow time and the prompt alone, so ``step`` takes them ready-made
+  (``modulations``): a stream computes them once per prompt, not once per hop.
 """
 from __future__ import annotations
 
@@ -48,6 +50,21 @@ def rotate(values: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     """Rotary embedding on the last axis, pairs (even, odd); cos/sin broadcast over leading axes."""
     even, odd = values[..., 0::2], values[..., 1::2]
     return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
+
+
+def query_rotation_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tables (C, D/2) of a rotation R per cache slot -> (C, D) tables that turn the query instead.
+
+    q . R k = q' . k with q' = q * cos_full + swap(q) * sin_signed, swap exchanging each
+    (even, odd) pair: scoring a slot then reads its key once, with no rotated copy of the
+    cache (rotating the keys had cost a third of a hop in slices, concatenations and
+    products over the whole cache).
+    """
+    return torch.stack((cos, cos), dim=-1).flatten(-2), torch.stack((sin, -sin), dim=-1).flatten(-2)
+
+
+def swap_pairs(values: torch.Tensor) -> torch.Tensor:
+    return torch.stack((values[..., 1::2], values[..., 0::2]), dim=-1).flatten(-2)
 
 
 def modulate(values: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -98,21 +115,22 @@ class Block(nn.Module):
         tokens = tokens + gate_a * self.out(attended.transpose(1, 2).flatten(2))
         return tokens + gate_m * self.mlp(modulate(self.norm_mlp(tokens), shift_m, scale_m))
 
-    def step(self, token, condition, key_cache, value_cache, cache_cos, cache_sin, cache_mask):
-        """One frame. token (B, W); caches (B, H, C, D) unrotated; cache_cos/sin (C, D/2) rotate
-        each slot back by its age; cache_mask (B, C) additive. Returns (token, new key, new value)."""
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(condition).chunk(6, -1)
+    def step(self, token, modulation, key_cache, value_cache, query_cos, query_sin, cache_mask):
+        """One frame. token (B, W); modulation (B, 6W) this block's share of ``SeparationDiT.modulations``;
+        caches (B, H, C, D) unrotated; query_cos/sin (C, D) from ``query_rotation_tables``, each
+        slot rotated back by its age; cache_mask (B, C) additive. Returns (token, new key, new value)."""
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = modulation.chunk(6, -1)
         query, key, value = self.qkv(modulate(self.norm_attention(token), shift_a, scale_a)).chunk(3, -1)
         batch = token.shape[0]
         query = query.view(batch, self.heads, 1, self.head_dim)
         key = key.view(batch, self.heads, 1, self.head_dim)
         value = value.view(batch, self.heads, 1, self.head_dim)
-        past_keys = rotate(key_cache, cache_cos, cache_sin)
-        keys = torch.cat((key, past_keys), dim=2)
-        values = torch.cat((value, value_cache), dim=2)
-        mask = torch.cat((torch.zeros_like(cache_mask[:, :1]), cache_mask), dim=1)[:, None, None, :]
-        scores = (query @ keys.transpose(-1, -2)) / math.sqrt(self.head_dim) + mask
-        attended = torch.softmax(scores, dim=-1) @ values
+        # The frame's own key (age 0, unrotated) scores apart from the cache, so the cache is never copied.
+        turned = query * query_cos + swap_pairs(query) * query_sin  # (B, H, C, D)
+        past = (turned * key_cache).sum(-1) + cache_mask[:, None, :]
+        own = (query * key).sum(-1)
+        weights = torch.softmax(torch.cat((own, past), dim=-1) / math.sqrt(self.head_dim), dim=-1)
+        attended = weights[..., :1, None] * value + weights[..., None, 1:] @ value_cache
         token = token + gate_a * self.out(attended.reshape(batch, -1))
         token = token + gate_m * self.mlp(modulate(self.norm_mlp(token), shift_m, scale_m))
         return token, key.view(batch, self.heads, self.head_dim), value.view(batch, self.heads, self.head_dim)
@@ -184,25 +202,39 @@ class SeparationDiT(nn.Module):
     def head_dim(self) -> int:
         return self.config.transformer.width // self.config.transformer.heads
 
-    def condition(self, time, text, example_features, has_example):
-        """(B,), (B, text_dim), (B, bins) mean features of a captured span, (B,) 0/1 -> (B, W)."""
+    def prompt_embedding(self, text, example_features, has_example):
+        """(B, text_dim), (B, bins) mean features of a captured span, (B,) 0/1 -> (B, W)."""
         example = self.example_encoder(example_features) * has_example[:, None]
-        return functional.silu(self.time(time) + self.text(text) + self.example_gate * example)
+        return self.text(text) + self.example_gate * example
+
+    def condition(self, time, text, example_features, has_example):
+        """(B,) flow time and the prompt -> (B, W); ``time``'s embedding may also broadcast against the prompt's."""
+        return functional.silu(self.time(time) + self.prompt_embedding(text, example_features, has_example))
+
+    def modulations(self, condition):
+        """(B, W) -> (B, depth*6W + 2W): every block's adaLN shifts, scales and gates, then the head's."""
+        return torch.cat([block.modulation(condition) for block in self.blocks] + [self.final_modulation(condition)],
+                         dim=-1)
 
     def embed_frames(self, features, state, time, anchors, visual):
-        """features (B, T, bins); state (B, T, 2*bins) noisy masks; time (B,); anchors (B, T); visual (B, T, V).
+        """features (B, T, bins); state (B, T, 2*bins) noisy masks, or None at t = 0; time (B,);
+        anchors (B, T); visual (B, T, V).
 
         The state enters scaled by t, the share of it that is signal: at t = 0 it is pure noise
-        and adds nothing, so the first step is a clean regression from the mixture and prompt.
+        and adds nothing, so the first step is a clean regression from the mixture and prompt
+        (and a hop graph's first step leaves the state out altogether).
         Mixed in at full strength, the noise drowned the mixture: a batch of 8 overfitted to
         +4 dB in 200 steps, against +15 dB with the state left out.
         """
-        tokens = self.input(features) + time[:, None, None] * self.state_input(state)
+        tokens = self.input(features)
+        if state is not None:
+            tokens = tokens + time[:, None, None] * self.state_input(state)
         return tokens + self.anchor_gate * self.anchors(anchors) + self.visual_gate * self.visual(visual)
 
-    def project(self, tokens, condition, features):
-        """tokens (..., W) -> clean mask estimates (..., 2*bins); features (..., bins) of the same frames."""
-        shift, scale = self.final_modulation(condition).chunk(2, -1)
+    def project(self, tokens, final_modulation, features):
+        """tokens (..., W) -> clean mask estimates (..., 2*bins); final_modulation (B, 2W) from
+        ``final_modulation``; features (..., bins) of the same frames."""
+        shift, scale = final_modulation.chunk(2, -1)
         if tokens.dim() == 3:
             shift, scale = shift[:, None], scale[:, None]
         modulated = modulate(self.final_norm(tokens), shift, scale)
@@ -247,24 +279,29 @@ class SeparationDiT(nn.Module):
         mask = torch.zeros(frames, frames, device=features.device).masked_fill(~allowed, float("-inf"))
         for block in self.blocks:
             tokens = block(tokens, condition, cos, sin, mask)
-        return self.velocity(self.project(tokens, condition, features), state, time)
+        return self.velocity(self.project(tokens, self.final_modulation(condition), features), state, time)
 
-    def step(self, features, state, time, condition, anchors, visual, key_cache, value_cache, ages, seen):
+    def step(self, features, state, time, modulations, anchors, visual, key_cache, value_cache, ages, seen):
         """One frame per batch row.
 
-        features (B, bins), state (B, 2*bins), time (B,), condition (B, W) from ``condition``, anchors (B,)
-        int64, visual (B, V); key_cache/value_cache (B, depth, H, C, D); ages (C,) int64, the age
-        in frames (1..C) of each cache slot; seen (B,) frames already in the cache.
-        Returns velocity (B, 2*bins) and this frame's keys and values (B, depth, H, D).
+        features (B, bins), state (B, 2*bins) or None at t = 0, time (B,), modulations (B, M) from
+        ``modulations``, anchors (B,) int64, visual (B, V); key_cache/value_cache (B, depth, H, C, D);
+        ages (C,) int64, the age in frames (1..C) of each cache slot; seen (B,) frames already in
+        the cache. Returns the clean estimate (B, 2*bins), whose velocity is ``velocity``, and this
+        frame's keys and values (B, depth, H, D).
         """
-        token = self.embed_frames(features[:, None], state[:, None], time, anchors[:, None], visual[:, None])[:, 0]
-        cos, sin = rotary_tables(-ages, self.head_dim, self.config.transformer.rope_base)
+        state = None if state is None else state[:, None]
+        token = self.embed_frames(features[:, None], state, time, anchors[:, None], visual[:, None])[:, 0]
+        share = 6 * self.config.transformer.width
+        rotation = rotary_tables(-ages, self.head_dim, self.config.transformer.rope_base)
+        query_cos, query_sin = query_rotation_tables(*rotation)
         cache_mask = torch.where(ages[None, :] <= seen[:, None], 0.0, float("-inf"))
         new_keys, new_values = [], []
         for layer, block in enumerate(self.blocks):
-            token, key, value = block.step(token, condition, key_cache[:, layer], value_cache[:, layer],
-                                           cos, sin, cache_mask)
+            token, key, value = block.step(token, modulations[:, layer * share:(layer + 1) * share],
+                                           key_cache[:, layer], value_cache[:, layer], query_cos, query_sin,
+                                           cache_mask)
             new_keys.append(key)
             new_values.append(value)
-        velocity = self.velocity(self.project(token, condition, features), state, time)
-        return velocity, torch.stack(new_keys, 1), torch.stack(new_values, 1)
+        estimate = self.project(token, modulations[:, len(self.blocks) * share:], features)
+        return estimate, torch.stack(new_keys, 1), torch.stack(new_values, 1)

@@ -1,4 +1,6 @@
 """The DiT streamed hop by hop (torch and ONNX Runtime) equals the DiT over whole sequences."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -37,16 +39,17 @@ def stream_with_torch(model, features, state, time, conditioning):
     shape = (batch, config.depth, config.heads, config.context_frames, model.head_dim)
     keys, values = torch.zeros(shape), torch.zeros(shape)
     condition = model.condition(time, conditioning.text, conditioning.example_features, conditioning.has_example)
+    modulations = model.modulations(condition)
     outputs, slot = [], 0
     for frame in range(frames):
         ages = (slot - torch.arange(config.context_frames) - 1) % config.context_frames + 1
         seen = torch.full((batch,), min(frame, config.context_frames))
-        velocity, key, value = model.step(features[:, frame], state[:, frame], time, condition,
+        estimate, key, value = model.step(features[:, frame], state[:, frame], time, modulations,
                                           conditioning.anchors[:, frame], conditioning.visual[:, frame],
                                           keys, values, ages, seen)
         keys[:, :, :, slot], values[:, :, :, slot] = key, value
         slot = (slot + 1) % config.context_frames
-        outputs.append(velocity)
+        outputs.append(model.velocity(estimate, state[:, frame], time))
     return torch.stack(outputs, 1)
 
 
@@ -226,6 +229,40 @@ def test_a_broken_serving_folder_is_refused_naming_the_file(tmp_path, exported):
         OnnxSeparator(broken, steps=1)
     with pytest.raises(ModelFolderError, match="no fp32 hop graph for 3 steps"):
         OnnxSeparator(folder / "serving", steps=3)
+    # A folder exported before the prompt left the hop graph: one line naming it, and the fix.
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "config.json").write_text((folder / "serving" / "config.json").read_text())
+    manifest = json.loads((folder / "serving" / "serving.json").read_text())
+    (older / "serving.json").write_text(json.dumps({key: value for key, value in manifest.items() if key != "format"}))
+    with pytest.raises(ModelFolderError, match=r"older/serving.json: graphs of format 1, .*\(re-export"):
+        OnnxSeparator(older)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_a_prompt_is_conditioned_once_when_set_and_no_hop_computes_it(exported, steps):
+    model, folder = exported
+    config = model.config
+    separator = OnnxSeparator(folder / "serving", steps=steps)
+    inputs = {node.name for node in separator.session.get_inputs()}
+    assert "conditioning" in inputs and not inputs & {"text", "example_features", "has_example"}
+    assert ("noise" in inputs) == (steps > 1)  # one step from t = 0 needs no noise
+    calls = []
+    rows = separator.conditioner.rows
+    separator.conditioner.rows = lambda prompt: calls.append(prompt) or rows(prompt)
+    text = np.random.default_rng(5).standard_normal(config.prompt.text_dim).astype(np.float32)
+    separator.set_prompt(Prompt(text_embedding=text))
+    scheduler = BlockScheduler(StftEngine(config.stft.n_fft, config.stft.hop, model=separator))
+    scheduler.configure(48000, 256, 1)
+    render_streamed(scheduler, (np.random.default_rng(6).standard_normal((1, 256 * 30)) * 0.1).astype(np.float32),
+                    fixed_blocks(256))
+    assert len(calls) == 1
+    # The rows the hop reads are torch's modulations of that prompt at each step's time.
+    with torch.no_grad():
+        expected = torch.stack([model.modulations(model.condition(
+            torch.tensor([index / steps]), torch.from_numpy(text)[None], torch.zeros(1, config.stft.n_bins),
+            torch.zeros(1))) for index in range(steps)]).numpy()
+    assert np.abs(separator.buffers["conditioning"] - expected).max() < 1e-5
 
 
 def test_samstream_average_writes_the_mean_of_one_runs_checkpoints_and_refuses_another_model(tmp_path):
