@@ -119,6 +119,17 @@ def make_session(path: Path, threads: int = 1, device: str = "cpu") -> onnxrunti
         raise ModelFolderError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0]})") from None
 
 
+def prompt_feeds(prompt: Prompt, config: ModelConfig) -> dict[str, np.ndarray]:
+    """A prompt's per-stream inputs as a batch of one: text, example features and their flag (zeros where absent)."""
+    bins, text_dim = config.stft.n_bins, config.prompt.text_dim
+    text, example = prompt.text_embedding, prompt.example_features
+    return {"text": np.zeros((1, text_dim), np.float32) if text is None else
+            np.asarray(text, np.float32).reshape(1, text_dim),
+            "example_features": np.zeros((1, bins), np.float32) if example is None else
+            np.asarray(example, np.float32).reshape(1, bins),
+            "has_example": np.array([float(example is not None)], np.float32)}
+
+
 class PromptConditioner:
     """A prompt -> the hop graph's ``conditioning`` rows (steps, M): every block's adaLN
     modulations at each flow step's time. They change only with the prompt, so they are made
@@ -134,14 +145,7 @@ class PromptConditioner:
         self.times = np.array([index / steps for index in range(steps)], np.float32)
 
     def rows(self, prompt: Prompt) -> np.ndarray:
-        bins, text_dim = self.config.stft.n_bins, self.config.prompt.text_dim
-        text, example = prompt.text_embedding, prompt.example_features
-        feeds = {"text": np.zeros((1, text_dim), np.float32) if text is None else
-                 np.asarray(text, np.float32).reshape(1, text_dim),
-                 "example_features": np.zeros((1, bins), np.float32) if example is None else
-                 np.asarray(example, np.float32).reshape(1, bins),
-                 "has_example": np.array([float(example is not None)], np.float32), "times": self.times}
-        return self.session.run(None, feeds)[0][:, 0]
+        return self.session.run(None, prompt_feeds(prompt, self.config) | {"times": self.times})[0][:, 0]
 
 
 def bind_buffers(session: onnxruntime.InferenceSession, inputs: dict, outputs: dict):

@@ -25,7 +25,7 @@ from samstream.stream.engine import StftEngine
 from samstream.stream.offline import analyze_frames, render_offline, synthesize_frames
 
 from .config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE, ModelConfig
-from .runtime import OnnxSeparator, Prompt, compressed_frames, make_session
+from .runtime import OnnxSeparator, Prompt, compressed_frames, make_session, prompt_feeds
 from .visual import VisualFrames
 
 CHUNK_FRAMES = 1024
@@ -113,11 +113,7 @@ def offline_target(config: ModelConfig, session, mixture: np.ndarray, prompt: Pr
     if anchor_schedule is not None:
         count = min(frames, len(anchor_schedule))
         anchors[0, :count] = anchor_schedule[:count]
-    feeds = {"text": np.zeros((1, config.prompt.text_dim), np.float32) if prompt.text_embedding is None
-             else prompt.text_embedding[None].astype(np.float32),
-             "example_features": np.zeros((1, stft.n_bins), np.float32) if prompt.example_features is None
-             else prompt.example_features[None].astype(np.float32),
-             "has_example": np.array([float(prompt.example_features is not None)], np.float32)}
+    feeds = prompt_feeds(prompt, config)
     visual = np.zeros((1, frames, config.prompt.visual_dim), np.float32)
     if visual_schedule is not None:
         count = min(frames, len(visual_schedule))
