@@ -60,6 +60,8 @@ def time_hops(process_hop: Callable[[int], object], hops: int, warm_up: int = 0,
             index = 0
             origin = time.perf_counter()
             while index < warm_up + hops or (keep_going is not None and keep_going(len(wall))):
+                if index == warm_up:  # the grid starts again after the warm-up, however long its first calls took
+                    origin = time.perf_counter() - index * (pace_ms or 0.0) / 1e3
                 # The grid stays fixed, as a stream's input arrives: after a late hop the next starts at once.
                 wait = origin + index * pace_ms / 1e3 - time.perf_counter() if pace_ms is not None else 0.0
                 if wait > 0:

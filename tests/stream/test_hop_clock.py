@@ -57,3 +57,16 @@ def test_paced_hops_start_one_period_apart_as_a_streams_input_arrives():
     time_hops(lambda index: starts.append(time.perf_counter()), 10, pace_ms=20.0)
     gaps = np.diff(starts) * 1e3
     assert gaps.min() > 15.0 and time.perf_counter() - started >= 0.18
+
+
+def test_a_slow_warm_up_does_not_leave_the_timed_hops_catching_up_back_to_back():
+    starts = []
+
+    def hop(index):
+        if index < 2:
+            time.sleep(0.1)  # first calls that plan memory, five periods each
+        else:
+            starts.append(time.perf_counter())
+
+    time_hops(hop, 6, warm_up=2, pace_ms=20.0)
+    assert np.diff(starts).min() * 1e3 > 15.0
