@@ -156,6 +156,8 @@ def model_demo(signal: np.ndarray, sample_rate: int, out_dir: Path, example: Pat
                 aligned[0, :len(estimate)] = estimate
                 write_audio(out_dir / f"{source}_target.wav", aligned, sample_rate)
                 write_audio(out_dir / f"{source}_residual.wav", signal - aligned, sample_rate)
+    print("(hop times as the file rendered, faster than real time at normal priority; "
+          "`samstream bench --live --device cpu` times hops as the live worker runs them)")
     # With the prompt cleared the model keeps running and the audio passes: an impulse shows the delay.
     separator = OnnxSeparator(DEFAULT_MODEL_DIR, steps=1)
     scheduler = BlockScheduler(StftEngine(separator.config.stft.n_fft, separator.config.stft.hop, model=separator),
