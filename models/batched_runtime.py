@@ -34,6 +34,8 @@ from .runtime import (
     Prompt,
     PromptConditioner,
     bind_buffers,
+    conditioning_width,
+    graph_input_names,
     load_serving_config,
     make_session,
 )
@@ -82,7 +84,6 @@ class StreamBatchControl:
         # Every stream starts with no prompt in force: it passes through until one arrives.
         # Each entry: (prompt, its conditioning rows (steps, M)), made by ``set_prompt``.
         no_prompt = (Prompt(), self.conditioner.rows(Prompt()))
-        self.conditioning_width = no_prompt[1].shape[-1]
         self._pending: list[tuple[Prompt, np.ndarray] | None] = [no_prompt] * self.streams
         self._applied: list[tuple[Prompt, np.ndarray]] = [no_prompt] * self.streams
         self.live_anchors = np.zeros(self.streams, np.int64)
@@ -161,7 +162,7 @@ class BatchedSeparator(StreamBatchControl):
                  threads: int = 1, seed: int = 0, crossfade_frames: int = 0, device: str = "cpu"):
         super().__init__(model_dir, streams, channels_per_stream, steps, seed, crossfade_frames)
         self.session = make_session(self.graph_path, threads, device)
-        self.uses_noise = any(node.name == "noise" for node in self.session.get_inputs())
+        self.uses_noise = "noise" in graph_input_names(self.session)
 
     def configure(self, channels: int, n_bins: int) -> None:
         self.check_rows(channels, n_bins)
@@ -171,7 +172,7 @@ class BatchedSeparator(StreamBatchControl):
         self.buffers = {
             "spectrum": np.zeros((streams, 2, n_bins), np.float32),
             "noise": np.zeros((streams, 2 * n_bins), np.float32),
-            "conditioning": np.zeros((self.steps, streams, self.conditioning_width), np.float32),
+            "conditioning": np.zeros((self.steps, streams, conditioning_width(config)), np.float32),
             "anchor": np.zeros(streams, np.int64),
             "visual": np.zeros((streams, config.prompt.visual_dim), np.float32),
             "key_cache": np.zeros(cache_shape, np.float32),

@@ -37,7 +37,7 @@ from samstream.kernels.level import make_level_state
 from samstream.kernels.streams import advance_fades, copy_if_changed
 
 from .batched_runtime import StreamBatchControl
-from .runtime import ModelFolderError, make_session
+from .runtime import ModelFolderError, conditioning_width, graph_input_names, make_session
 
 NOISE_SOURCES = ("device", "host")
 # Inputs written only when a prompt or an anchor changes, not every hop.
@@ -99,7 +99,7 @@ class DeviceSeparator(StreamBatchControl):
         else:
             self.session = make_session(self.graph_path, 1, "cpu")
         self.cuda_graph = cuda_graph and self.binds_device_memory
-        self.uses_noise = any(node.name == "noise" for node in self.session.get_inputs())
+        self.uses_noise = "noise" in graph_input_names(self.session)
 
     def _shapes(self, n_bins: int) -> tuple[dict, dict]:
         config, spec, streams = self.config, self.config.transformer, self.streams
@@ -107,7 +107,7 @@ class DeviceSeparator(StreamBatchControl):
         cache = (self.steps, streams, spec.depth, spec.heads, spec.context_frames, head_dim)
         new = (self.steps, streams, spec.depth, spec.heads, head_dim)
         inputs = {"spectrum": ((streams, 2, n_bins), np.float32), "noise": ((streams, 2 * n_bins), np.float32),
-                  "conditioning": ((self.steps, streams, self.conditioning_width), np.float32),
+                  "conditioning": ((self.steps, streams, conditioning_width(config)), np.float32),
                   "anchor": ((streams,), np.int64), "visual": ((streams, config.prompt.visual_dim), np.float32),
                   "key_cache": (cache, np.float32), "value_cache": (cache, np.float32),
                   "ages": ((spec.context_frames,), np.int64), "seen": ((streams,), np.int64)}
@@ -128,7 +128,7 @@ class DeviceSeparator(StreamBatchControl):
             array[...] = 0
         self.prompt_rows = self.host
         self.binding = self.session.io_binding()
-        wanted = {node.name for node in self.session.get_inputs()} | set(self.outputs)
+        wanted = graph_input_names(self.session) | set(self.outputs)
         for name, array in {**self.inputs, **self.outputs}.items():
             if name not in wanted:  # a one-step graph's noise
                 continue

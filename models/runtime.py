@@ -119,6 +119,18 @@ def make_session(path: Path, threads: int = 1, device: str = "cpu") -> onnxrunti
         raise ModelFolderError(f"{path}: not a loadable ONNX model ({str(error).splitlines()[0]})") from None
 
 
+def conditioning_width(config: ModelConfig) -> int:
+    """Per flow step and stream, the hop graph's ``conditioning``: six modulation rows of ``width``
+    for every block, two for the head."""
+    spec = config.transformer
+    return (6 * spec.depth + 2) * spec.width
+
+
+def graph_input_names(session: onnxruntime.InferenceSession) -> frozenset[str]:
+    """The inputs a graph takes: the exporter drops those a graph does without (a one-step graph's noise)."""
+    return frozenset(node.name for node in session.get_inputs())
+
+
 def prompt_feeds(prompt: Prompt, config: ModelConfig) -> dict[str, np.ndarray]:
     """A prompt's per-stream inputs as a batch of one: text, example features and their flag (zeros where absent)."""
     bins, text_dim = config.stft.n_bins, config.prompt.text_dim
@@ -151,7 +163,7 @@ class PromptConditioner:
 def bind_buffers(session: onnxruntime.InferenceSession, inputs: dict, outputs: dict):
     """IO binding of host arrays, once; inputs the graph does without (a one-step graph's noise) are left out."""
     binding = session.io_binding()
-    wanted = {node.name for node in session.get_inputs()}
+    wanted = graph_input_names(session)
     for name, array in inputs.items():
         if name in wanted:
             binding.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
@@ -181,7 +193,7 @@ class OnnxSeparator:
         # mask out around each call. Device-resident rings and caches are the GPU path's work.
         self.session = make_session(Path(model_dir) / graphs[self.steps], threads, device)
         self.conditioner = PromptConditioner(model_dir, self.config, serving, self.steps)
-        self.uses_noise = any(node.name == "noise" for node in self.session.get_inputs())
+        self.uses_noise = "noise" in graph_input_names(self.session)
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
         self.lookahead_frames = self.config.transformer.lookahead_frames
         self.keep_target = True
@@ -224,7 +236,7 @@ class OnnxSeparator:
         self.buffers = {
             "spectrum": np.zeros((1, 2, n_bins), np.float32),
             "noise": np.zeros((1, 2 * n_bins), np.float32),
-            "conditioning": np.zeros((self.steps, 1, self._applied[1].shape[-1]), np.float32),
+            "conditioning": np.zeros((self.steps, 1, conditioning_width(config)), np.float32),
             "anchor": np.zeros(1, np.int64),
             "visual": np.zeros((1, config.prompt.visual_dim), np.float32),
             "key_cache": np.zeros(cache_shape, np.float32),

@@ -57,8 +57,8 @@ def query_rotation_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.T
 
     q . R k = q' . k with q' = q * cos_full + swap(q) * sin_signed, swap exchanging each
     (even, odd) pair: scoring a slot then reads its key once, with no rotated copy of the
-    cache (rotating the keys had cost a third of a hop in slices, concatenations and
-    products over the whole cache).
+    cache (rotating and concatenating the keys had cost about a fifth of a one-step hop in
+    ONNX Runtime's profile: 3.67 -> 2.99 ms profiled).
     """
     return torch.stack((cos, cos), dim=-1).flatten(-2), torch.stack((sin, -sin), dim=-1).flatten(-2)
 

@@ -68,16 +68,13 @@ def measure(model_dir: Path, device: str, streams: int, steps: int | None, threa
     # Each stream hears the example from its own starting point, so no two rows are alike.
     offsets = rng.integers(0, mono.size, streams)
     signal = np.stack([np.roll(mono, -int(offset)) for offset in offsets]).astype(np.float32)
-    timed = stream_hops(engine, signal, seconds)
-    times = timed.wall_ms
     hop_ms = 1000.0 * engine.hop / config.stft.sample_rate
-    p99 = float(np.percentile(times, 99))
-    return {"streams": streams, "device": engine.device, "hops": int(times.size),
-            "hop_ms_p50": float(np.percentile(times, 50)), "hop_ms_p99": p99, "hop_ms_max": float(times.max()),
-            "cpu_ms_p50": float(np.percentile(timed.cpu_ms, 50)), "cpu_ms_p99": float(np.percentile(timed.cpu_ms, 99)),
-            "realtime": timed.realtime,
-            "per_stream_ms_p50": float(np.percentile(times, 50)) / streams, "hop_budget_ms": hop_ms,
-            "fits": p99 < hop_ms, "latency_samples": engine.latency_samples + engine.hop}
+    figures = stream_hops(engine, signal, seconds).figures(hop_ms)
+    return {"streams": streams, "device": engine.device, "hops": figures["hops"],
+            "hop_ms_p50": figures["p50"], "hop_ms_p99": figures["p99"], "hop_ms_max": figures["max"],
+            "cpu_ms_p50": figures["cpu_p50"], "cpu_ms_p99": figures["cpu_p99"], "realtime": figures["realtime"],
+            "per_stream_ms_p50": figures["p50"] / streams, "hop_budget_ms": hop_ms,
+            "fits": figures["p99"] < hop_ms, "latency_samples": engine.latency_samples + engine.hop}
 
 
 def run_stream_bench(out_dir: str, device: str, max_streams: int = 64, model: str | None = None,
