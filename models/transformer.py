@@ -125,7 +125,7 @@ class Block(nn.Module):
         query = query.view(batch, self.heads, 1, self.head_dim)
         key = key.view(batch, self.heads, 1, self.head_dim)
         value = value.view(batch, self.heads, 1, self.head_dim)
-        # The frame's own key (age 0, unrotated) scores apart from the cache, so the cache is never copied.
+        # The frame's own key (age 0, unrotated) scores apart, so the cache is never joined to it nor rotated.
         turned = query * query_cos + swap_pairs(query) * query_sin  # (B, H, C, D)
         past = (turned * key_cache).sum(-1) + cache_mask[:, None, :]
         own = (query * key).sum(-1)
