@@ -231,6 +231,10 @@ MODEL_PRESETS = {
     # small-detail with two more blocks, grown from it (`samstream train --grow-from`).
     "small-deep": ModelConfig(transformer=TransformerConfig(width=128, depth=6, heads=4, context_frames=192,
                                                             detail_channels=16)),
+    # small-deep with two more blocks again, grown from it: the most blocks whose one-step hop
+    # stays under the hop period at p99 on one CPU core.
+    "small-deeper": ModelConfig(transformer=TransformerConfig(width=128, depth=8, heads=4, context_frames=192,
+                                                              detail_channels=16)),
     # small-detail whose detail channels are refined per bin under the token (grown from it).
     "small-refined": ModelConfig(transformer=TransformerConfig(width=128, depth=4, heads=4, context_frames=192,
                                                                detail_channels=16, detail_blocks=1)),
