@@ -43,8 +43,8 @@ def register(commands) -> None:
                        help="mixture RMS drawn per training example, dBFS (default -32 -12)")
     train.add_argument("--device", help="cpu (default) or cuda; under torchrun each rank takes its LOCAL_RANK's GPU")
     train.add_argument("--precision", choices=PRECISIONS,
-                       help="bfloat16 runs the network under autocast (a GPU, or a CPU with AVX512-BF16 or AMX, "
-                            "where it trains 1.65x faster); weights stay float32")
+                       help="bfloat16 runs the network under autocast (a GPU, or a CPU with AVX512-BF16 or AMX: "
+                            "1.65x the steps on the 2-core development machine); weights stay float32")
     train.add_argument("--workers", type=int,
                        help="processes drawing batches beside the loop (default 0: in the loop, exact resume)")
     train.add_argument("--minutes", type=float,
