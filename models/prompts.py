@@ -214,6 +214,7 @@ class CorpusSource:
         first, last = start // self.data_hop, -(-(start + length) // self.data_hop)
         activity = pool_activity(mixture.activity[first:last].astype(np.float32), self.data_hop,
                                  self.config.stft.hop)
-        captions = tuple(sorted(self.sampler.captions[mixture.target_class]))
+        # the file's own captions: a class's union can name another sound than the file holds
+        captions = tuple(sorted(mixture.target_captions or self.sampler.captions[mixture.target_class]))
         return CorpusMixture(mixture.mixture[start:start + length], mixture.target[start:start + length],
                              activity, captions, (mixture.target_class, tuple(mixture.interferer_classes)))

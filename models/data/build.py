@@ -26,7 +26,7 @@ from collections import Counter
 
 from . import render_drums, render_effects, render_instruments, render_noise, render_speech, user_data
 from .audio import SkipFile
-from .jobs import Context, Job
+from .jobs import Context, Job, job_captions
 from .manifest import Entry, hours_per_class, write_manifest
 from .system import MissingDependency, ensure_packages, require_file, require_tool
 
@@ -76,6 +76,23 @@ def read_journal(path: str) -> dict[str, dict]:
             if isinstance(record, dict) and "key" in record:
                 done[record["key"]] = record
     return done
+
+
+def refresh_captions(jobs: list[Job], done: dict[str, dict]) -> list[dict]:
+    """Give journalled entries the captions the plan gives them now, without rendering again:
+    captions are metadata, and a corpus built before a caption rule changed must not keep
+    pairing a file with a caption that names another sound. Returns the changed records."""
+    changed = []
+    for job in jobs:
+        record = done.get(job.key)
+        if record is None or "entry" not in record:
+            continue
+        captions = job_captions(job)
+        if record["entry"].get("captions") != captions:
+            record = {**record, "entry": {**record["entry"], "captions": captions}}
+            done[job.key] = record
+            changed.append(record)
+    return changed
 
 
 def plan_jobs(ctx: Context, families: list[str]) -> tuple[list[Job], list[dict]]:
@@ -143,6 +160,11 @@ def build(root: str, families: list[str] | None = None, jobs: int = 2, scale: fl
         with open(journal_path, "a", encoding="utf-8") as journal:
             journal.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in new_skips)
         done.update((record["key"], record) for record in new_skips)
+    recaptioned = refresh_captions(all_jobs, done)
+    if recaptioned:
+        with open(journal_path, "a", encoding="utf-8") as journal:
+            journal.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in recaptioned)
+        log(f"samstream data build: new captions for {len(recaptioned)} files already rendered")
     pending = [job for job in all_jobs if job.key not in done]
     log(f"samstream data build: {len(all_jobs)} jobs, {len(all_jobs) - len(pending)} already done, "
         f"{len(pending)} to render into {ctx.root} ({jobs} processes)")

@@ -61,13 +61,17 @@ def count(base: float, scale: float, minimum: int = 1) -> int:
     return max(minimum, round(base * scale))
 
 
+def job_captions(job: Job) -> list[str]:
+    """The captions a job's file gets: its own where the plan gave some, else its class's."""
+    return list(job.params.get("captions") or captions_for(job.cls))
+
+
 def finish(job: Job, ctx: Context, audio: np.ndarray, rate: int, package: str, licence: str,
            group: str, source: str, extra: dict | None = None) -> Entry:
     """Condition the rendered audio, write it as FLAC, and describe it."""
     y = condition(audio, rate)
     write_flac(os.path.join(ctx.root, job.relpath), y)
     family = CLASSES[job.cls].family if job.cls in CLASSES else job.family
-    captions = list(job.params.get("captions") or captions_for(job.cls))
-    return Entry(path=job.relpath, cls=job.cls, captions=captions, package=package,
+    return Entry(path=job.relpath, cls=job.cls, captions=job_captions(job), package=package,
                  licence=licence, split=job.split, family=family, group=group, frames=int(y.size),
                  source=source, extra=extra or {})

@@ -71,6 +71,7 @@ class Mixture:
     tir_db: float
     index: int
     sources: list[dict] = field(default_factory=list)
+    target_captions: tuple[str, ...] = ()   # every caption that fits the target's file
 
 
 def activity_of(target: np.ndarray, activity_db: float = 40.0, floor: float = 1e-6,
@@ -212,7 +213,8 @@ class MixtureSampler:
                        activity=activity_of(target, cfg.activity_db, cfg.activity_floor,
                                             round(cfg.activity_gap_s * SAMPLE_RATE / HOP)),
                        target_class=cls, caption=caption, interferer_classes=chosen,
-                       tir_db=float(measured), index=index, sources=info)
+                       tir_db=float(measured), index=index, sources=info,
+                       target_captions=tuple(target_entry.captions))
 
 
 @functools.lru_cache(maxsize=2048)

@@ -15,6 +15,7 @@ import os
 import re
 
 from .audio import load_audio
+from .file_captions import captions_for_file
 from .jobs import Context, Job, finish, seed_for
 from .licences import licence_for
 
@@ -139,8 +140,12 @@ def plan(ctx: Context, packages=None) -> tuple[list[Job], list[tuple[str, str]]]
     for name, cls in named:
         package, path = paths[name]
         family = "music" if cls == "music" else "effect"
+        params = {"package": package, "path": path}
+        captions = captions_for_file(cls, name)
+        if captions is not None:
+            params["captions"] = list(captions)
         jobs.append(Job(key=f"{family}/{cls}/{name.replace(':', '/')}", family=family, cls=cls, split=splits[name],
-                        params={"package": package, "path": path}))
+                        params=params))
     return jobs, unclassified
 
 
