@@ -49,13 +49,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1])
     parser.add_argument("--prompt", choices=("caption", "none", "interferer"), default="caption")
     parser.add_argument("--per-class-table", action="store_true")
+    parser.add_argument("--classes", nargs="+", help="only these target classes")
+    parser.add_argument("--per-item", action="store_true",
+                        help="one line per mixture: class, caption, target file, interferer, extract / remove")
     parser.add_argument("--loudness", action="store_true")
     parser.add_argument("--levels", type=float, nargs="+", default=[None],
                         help="mixture RMS levels to scale to, dBFS (default: as the set has them)")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     index = index_path(arguments.data, None)
-    items = read_index(index, arguments.per_class)
+    items = [item for item in read_index(index, arguments.per_class)
+             if not arguments.classes or item["target_class"] in arguments.classes]
     encoder = TextEncoder.load()
     caption_of_class = {}
     for item in read_index(index, 0):
@@ -79,6 +83,11 @@ def main() -> None:
                 with torch.no_grad():
                     estimate = model.separate(mixture.mixture, embedding(item), seed=number)
                 per_class[item["target_class"]].append(improvements(estimate, mixture.target, mixture.mixture))
+                if arguments.per_item:
+                    target_file = Path(item["sources"][0]["path"]).name.split(".")[0]
+                    print(f"   {item['index']:4d} {item['target_class']:16s} {item['caption']!r:28s} "
+                          f"{target_file:24s} {item['interferer_class']:16s} "
+                          "{:+6.1f} / {:+6.1f}".format(*per_class[item["target_class"]][-1]))
                 residual = mixture.mixture - estimate
                 loudness.append((10 * np.log10(np.sum(estimate ** 2) / max(np.sum(residual ** 2), 1e-12)),
                                  10 * np.log10(np.sum(mixture.target ** 2) / np.sum(mixture.interferer ** 2))))
