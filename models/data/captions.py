@@ -123,5 +123,43 @@ def captions_for(name: str) -> tuple[str, ...]:
     return (readable,) if readable else (name,)
 
 
+# Pairs of classes where a caption of one can name a sound of the other: a kind and its
+# sub-kind (birds are animals, a piano piece is music, a string section holds violins) or
+# neighbours that blur (the noise colours, crackle against clicks and fire). A mixture
+# never sets one against the other: the prompt would name the interferer too, and the
+# reference that keeps only the target would teach, and score, the wrong answer.
+_OVERLAPS = (
+    ("animal", "birds"), ("animal", "vocalization"),
+    ("string_ensemble", "violin"), ("string_ensemble", "cello"),
+    ("hiss", "pink_noise"), ("hiss", "brown_noise"), ("pink_noise", "brown_noise"),
+    ("clicks", "crackle"), ("crackle", "fire"), ("bells", "mallets"),
+    *(("music", name) for name, info in CLASSES.items() if info.family in ("instrument", "drums")),
+)
+
+OVERLAPS: frozenset[frozenset[str]] = frozenset(frozenset(pair) for pair in _OVERLAPS)
+
+# Captions broad enough to name a sound of a neighbouring class that is otherwise told
+# apart ("brass" names a trombone as well as a trumpet; "a trombone" does not name a
+# trumpet): with such a caption that class is not an interferer; with a specific one it is.
+ALSO_NAMES: dict[str, tuple[str, ...]] = {
+    "brass": ("trombone",), "a horn melody": ("trombone", "saxophone"), "brass section": ("trumpet",),
+    "a keyboard playing": ("piano", "organ", "synth_lead", "synth_pad"),
+    "a guitar strumming": ("electric_guitar",), "a guitar riff": ("acoustic_guitar",),
+    "woodwind": ("clarinet", "saxophone"), "reed instrument": ("saxophone",),
+    "a sustained synth": ("synth_lead",), "percussion": ("mallets",), "a hit": ("drums",),
+    "voice": ("vocalization", "choir"), "people chattering": ("speech",),
+    "rumble": ("brown_noise", "engine"), "deep rumble": ("explosion",), "rumbling noise": ("explosion",),
+    "a bang": ("impact",), "a crash": ("explosion",), "metal clang": ("bells",),
+    "a phone ringing": ("bells",), "ding": ("beeps",), "electronic zap": ("beeps",),
+    "an eerie drone": ("synth_pad",), "ambient pad": ("ambience",), "atmosphere": ("synth_pad",),
+}
+
+
+def may_interfere(target_class: str, caption: str, other_class: str) -> bool:
+    """Whether a sound of ``other_class`` may stand beside a target prompted by ``caption``."""
+    return (other_class != target_class and frozenset((target_class, other_class)) not in OVERLAPS
+            and other_class not in ALSO_NAMES.get(caption, ()))
+
+
 def classes_of(family: str) -> list[str]:
     return [name for name, info in CLASSES.items() if info.family == family]

@@ -7,13 +7,15 @@ DataLoader workers can share one sampler and a run can be replayed exactly.
 Per mixture: a target class is drawn (uniformly over classes), one of its files, a
 segment of it (a long file: a random window; a short one: 1-4 copies at random
 onsets); with ``partial_prob`` the target sounds only within a random span (the span
-prompt's ground truth). 1-3 interferers come from other classes (captions never
-overlap, see ``captions``). Each source may get a random EQ; with ``reverb_prob`` all
-sit in one synthetic room (each its own response, one RT60) and the target reference
-keeps its reverberation. Interferers get relative gains within ``interferer_spread_db``;
-their sum (the residual) is scaled so that the target-to-interferer ratio over the
-whole clip, 10 log10(E_target / E_residual), is drawn uniformly from ``tir_db``; then
-one gain sets the mixture RMS within ``level_db`` and keeps its peak below 0 dBFS.
+prompt's ground truth). 1-3 interferers come from other classes that the drawn caption
+does not name: no shared caption, no kind of the target or class it blurs into, no
+class the caption is broad enough to cover (``captions.may_interfere``). Each source
+may get a random EQ; with ``reverb_prob`` all sit in one synthetic room (each its own
+response, one RT60) and the target reference keeps its reverberation. Interferers get
+relative gains within ``interferer_spread_db``; their sum (the residual) is scaled so
+that the target-to-interferer ratio over the whole clip, 10 log10(E_target /
+E_residual), is drawn uniformly from ``tir_db``; then one gain sets the mixture RMS
+within ``level_db`` and keeps its peak below 0 dBFS.
 ``mixture == target + residual`` (float32).
 
 Activity: one flag per model hop (128 samples at 48 kHz; hop t covers samples
@@ -31,6 +33,7 @@ import soundfile as sf
 
 from . import HOP, SAMPLE_RATE
 from .audio import apply_eq, apply_rir, fade_edges, frame_rms, random_eq, read_segment, synthetic_rir
+from .captions import may_interfere
 from .manifest import Entry
 
 SHORT_FILE = 4 * SAMPLE_RATE          # files up to this long are cached in memory, decoded
@@ -185,7 +188,7 @@ class MixtureSampler:
             raise ValueError(f"no {cfg.split} sources of class {cls!r}")
         target_entry = self._pick(cls, rng)
         caption = str(rng.choice(target_entry.captions))
-        others = [c for c in self.classes if c != cls and caption not in self.captions[c]]
+        others = [c for c in self.classes if caption not in self.captions[c] and may_interfere(cls, caption, c)]
         count = min(int(rng.integers(cfg.interferers[0], cfg.interferers[1] + 1)), len(others))
         weights = None if self.pair_difficulty is None else self.pair_difficulty.interferer_probabilities(cls, others)
         chosen = [others[i] for i in rng.choice(len(others), size=count, replace=False, p=weights)]

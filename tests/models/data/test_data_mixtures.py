@@ -187,3 +187,46 @@ def test_calibration_mixtures_draw_only_validation_groups_the_held_out_set_leave
                                PROTOCOL.level_db[0], atol=0.5)
     with pytest.raises(ValueError, match="--held-out"):
         calibration_entries(entries, root, held_out=0)
+
+
+def test_no_interferer_answers_the_prompt_of_a_kind_or_a_broad_caption(tmp_path):
+    """Birds are animals and a piano piece is music: with real class names and their real
+    captions, no mixture sets a class against one its caption also names; a specific
+    caption ("a trumpet playing") still meets the neighbour a broad one ("brass") covers."""
+    from samstream.models.data.audio import write_flac
+    from samstream.models.data.captions import CLASSES, OVERLAPS, may_interfere
+    from samstream.models.data.manifest import Entry
+
+    names = ["animal", "birds", "music", "piano", "trumpet", "trombone", "speech"]
+    entries = []
+    for k, cls in enumerate(names):
+        path = f"train/{cls}.flac"
+        write_flac(str(tmp_path / path), np.sin(np.arange(3 * SAMPLE_RATE) * 0.01 * (k + 1)).astype(np.float32))
+        entries.append(Entry(path=path, cls=cls, captions=list(CLASSES[cls].captions), package="test",
+                             licence="CC0", split="train", family="test", group=path, frames=3 * SAMPLE_RATE))
+    sampler = MixtureSampler(entries, str(tmp_path), MixtureConfig(interferers=(1, 3), seconds=1.0, min_span_s=0.5),
+                             seed=4)
+    met = set()
+    for index in range(300):
+        mix = sampler[index]
+        for other in mix.interferer_classes:
+            assert may_interfere(mix.target_class, mix.caption, other), (mix.caption, other)
+            met.add((mix.target_class, mix.caption, other))
+    assert not any(frozenset((t, o)) in OVERLAPS for t, _, o in met)
+    assert ("animal", "birds") not in {(t, o) for t, _, o in met}
+    assert not any(t == "trumpet" and c == "brass" and o == "trombone" for t, c, o in met)
+    assert any(t == "trumpet" and c != "brass" and o == "trombone" for t, c, o in met)
+    assert any(t == "music" and o == "speech" for t, _, o in met)
+
+
+def test_the_overlap_tables_name_real_classes_and_captions():
+    from samstream.models.data.captions import ALSO_NAMES, CLASSES, OVERLAPS, may_interfere
+
+    owner = {caption: name for name, info in CLASSES.items() for caption in info.captions}
+    assert all(len(pair) == 2 and pair <= set(CLASSES) for pair in OVERLAPS)
+    for caption, named in ALSO_NAMES.items():
+        assert caption in owner and named and all(n in CLASSES and n != owner[caption] for n in named)
+    assert not may_interfere("birds", "birdsong", "animal") and not may_interfere("animal", "a horse", "birds")
+    assert not may_interfere("piano", "piano", "music") and may_interfere("piano", "piano", "organ")
+    assert not may_interfere("electric_piano", "a keyboard playing", "organ")
+    assert may_interfere("electric_piano", "rhodes", "organ")
