@@ -62,6 +62,7 @@ class TrainSettings:
     # Mixture RMS drawn per example, dBFS. The model hears compressed magnitudes, so the level it was
     # trained over is the level it separates best (benchmarks/bench_level.py).
     level_db: tuple[float, float] = MixtureConfig.level_db
+    speed_share: float = 0.0  # sources played faster or slower, up to MixtureConfig.speed_semitones
     device: str = "cpu"  # "cuda" trains on the GPU (under torchrun, each rank on its LOCAL_RANK's)
     precision: str = "float32"  # "bfloat16": the network under autocast; losses and weights stay float32
     workers: int = 0  # batch-drawing processes (models.batches); 0 draws in the loop, and resumes exactly

@@ -41,6 +41,9 @@ def register(commands) -> None:
                        help="share of the interferer draw weighed by how badly the model separates each pair")
     train.add_argument("--level-range", dest="level_db", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help="mixture RMS drawn per training example, dBFS (default -32 -12)")
+    train.add_argument("--speed-share", dest="speed_share", type=float,
+                       help="share of sources played faster or slower (pitch and tempo together, "
+                            "within 3 semitones); default 0")
     train.add_argument("--device", help="cpu (default) or cuda; under torchrun each rank takes its LOCAL_RANK's GPU")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="bfloat16 runs the network under autocast (a GPU, or a CPU with AVX512-BF16 or AMX: "
@@ -107,7 +110,11 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     level_db = tuple(settings.level_db)
     if not -120.0 <= level_db[0] <= level_db[1] <= 0.0:
         raise ValueError(f"--level-range must be LOW HIGH with -120 <= LOW <= HIGH <= 0 dBFS, got {level_db}")
-    corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0), level_db=level_db),
+    speed_share = getattr(settings, "speed_share", 0.0)
+    if not 0.0 <= speed_share <= 1.0:
+        raise ValueError(f"--speed-share must be within 0..1, got {speed_share}")
+    corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0), level_db=level_db,
+                                                         speed_share=speed_share),
                             seed=settings.seed)
     if getattr(settings, "hard_pairs", 0.0):
         from samstream.models.data.hard_pairs import PairDifficulty

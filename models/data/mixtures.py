@@ -10,7 +10,9 @@ onsets); with ``partial_prob`` the target sounds only within a random span (the 
 prompt's ground truth). 1-3 interferers come from other classes that the drawn caption
 does not name: no shared caption, no kind of the target or class it blurs into, no
 class the caption is broad enough to cover (``captions.may_interfere``). Each source
-may get a random EQ; with ``reverb_prob`` all sit in one synthetic room (each its own
+may be played faster or slower with ``speed_share`` (pitch and tempo together, as a tape
+does, within ``speed_semitones``: a class of a dozen files gets engines at other revs and
+bells at other pitches) and may get a random EQ; with ``reverb_prob`` all sit in one synthetic room (each its own
 response, one RT60) and the target reference keeps its reverberation. Interferers get
 relative gains within ``interferer_spread_db``; their sum (the residual) is scaled so
 that the target-to-interferer ratio over the whole clip, 10 log10(E_target /
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import resample_poly
 
 from . import HOP, SAMPLE_RATE
 from .audio import apply_eq, apply_rir, fade_edges, frame_rms, random_eq, read_segment, synthetic_rir
@@ -37,6 +41,7 @@ from .captions import may_interfere
 from .manifest import Entry
 
 SHORT_FILE = 4 * SAMPLE_RATE          # files up to this long are cached in memory, decoded
+SPEED_DENOMINATOR = 64                # speed ratios as p/q with q <= 64: a short polyphase filter
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class MixtureConfig:
     interferer_spread_db: float = 6.0
     level_db: tuple[float, float] = (-32.0, -12.0)    # mixture RMS, dBFS
     eq_prob: float = 0.5
+    speed_share: float = 0.0             # sources resampled; 0 draws nothing, so a set stays as it was
+    speed_semitones: float = 3.0
     reverb_prob: float = 0.3
     rt60_s: tuple[float, float] = (0.2, 0.9)
     partial_prob: float = 0.5
@@ -155,6 +162,25 @@ class MixtureSampler:
                 return x
         return x
 
+    def _speed(self, rng: np.random.Generator) -> Fraction:
+        """Playback speed of one source: ``2 ** (s / 12)``, s semitones up (1: as recorded)."""
+        if self.config.speed_share <= 0.0 or rng.random() >= self.config.speed_share:
+            return Fraction(1)
+        semitones = float(rng.uniform(-self.config.speed_semitones, self.config.speed_semitones))
+        return Fraction(2.0 ** (semitones / 12.0)).limit_denominator(SPEED_DENOMINATOR)
+
+    def _played(self, entry: Entry, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` samples of the file played at a drawn speed: a window ``speed`` times as
+        long, resampled (pitch and tempo change together, as on tape)."""
+        speed = self._speed(rng)
+        if speed == 1:
+            return self._segment(entry, rng, count)
+        read = self._segment(entry, rng, -(-count * speed.numerator // speed.denominator))
+        played = resample_poly(read, speed.denominator, speed.numerator)[:count]
+        out = np.zeros(count, dtype=np.float32)
+        out[:played.size] = played
+        return out
+
     def _pick(self, cls: str, rng: np.random.Generator) -> Entry:
         entries = self.by_class[cls]
         return entries[int(rng.integers(len(entries)))]
@@ -166,10 +192,10 @@ class MixtureSampler:
             span = int(rng.integers(round(self.config.min_span_s * SAMPLE_RATE), n))
             start = int(rng.integers(0, n - span + 1))
             track = np.zeros(n, dtype=np.float32)
-            track[start:start + span] = fade_edges(self._segment(entry, rng, span), SAMPLE_RATE // 100)
+            track[start:start + span] = fade_edges(self._played(entry, rng, span), SAMPLE_RATE // 100)
         else:
             start, span = 0, n
-            track = self._segment(entry, rng, n)
+            track = self._played(entry, rng, n)
         if rng.random() < self.config.eq_prob:
             track = apply_eq(track, random_eq(rng))
         if room is not None:

@@ -230,3 +230,31 @@ def test_the_overlap_tables_name_real_classes_and_captions():
     assert not may_interfere("piano", "piano", "music") and may_interfere("piano", "piano", "organ")
     assert not may_interfere("electric_piano", "a keyboard playing", "organ")
     assert may_interfere("electric_piano", "rhodes", "organ")
+
+
+def test_sources_played_faster_or_slower_shift_pitch_within_the_range(tone_corpus):
+    root, entries = tone_corpus
+    config = MixtureConfig(speed_share=1.0, speed_semitones=3.0, eq_prob=0.0, reverb_prob=0.0,
+                           partial_prob=0.0, interferers=(1, 1))
+    sampler = MixtureSampler(entries, root, config, seed=4)
+    shifts = []
+    for index in range(12):
+        mix = sampler.sample(index, target_class="sine_low")
+        np.testing.assert_array_equal(mix.mixture, mix.target + mix.residual)
+        spectrum = np.abs(np.fft.rfft(mix.target.astype(np.float64)))
+        peak = np.argmax(spectrum) * SAMPLE_RATE / mix.target.size
+        shifts.append(12.0 * np.log2(peak / 220.0))
+    shifts = np.array(shifts)
+    assert np.all(np.abs(shifts) <= 3.05), shifts
+    assert np.sum(np.abs(shifts) > 0.3) >= 8, shifts      # most draws are audibly off the recording
+    assert shifts.min() < 0.0 < shifts.max()               # faster and slower both
+
+
+def test_no_speed_share_leaves_every_mixture_as_it_was(tone_corpus):
+    root, entries = tone_corpus
+    plain = MixtureSampler(entries, root, MixtureConfig(), seed=9)
+    off = MixtureSampler(entries, root, MixtureConfig(speed_share=0.0, speed_semitones=5.0), seed=9)
+    shifted = MixtureSampler(entries, root, MixtureConfig(speed_share=1.0), seed=9)
+    for index in range(6):
+        np.testing.assert_array_equal(plain[index].mixture, off[index].mixture)
+    assert any(not np.array_equal(plain[i].target, shifted[i].target) for i in range(6))
