@@ -77,6 +77,10 @@ class ImpulseRig:
         self.cycles = 0
         self.source.set_process_callback(self._send)
         self.sink.set_process_callback(self._hear)
+        # A cycle JACK dropped (a client late on a loaded machine) loses or shifts the click
+        # through no fault of the bridge: its frame time marks the clicks it spoils.
+        self.xrun_frames: list[int] = []
+        self.sink.set_xrun_callback(lambda delay_us: self.xrun_frames.append(self.sink.frame_time))
         self.noise = np.random.default_rng(0).standard_normal(48000 * 4).astype(np.float32) * 0.1
         self.recorded = np.zeros(48000 * 4, np.float32)
         self.start_frame = None
@@ -112,15 +116,22 @@ def delays(rig: ImpulseRig) -> list[int]:
     return [min((h - s for h in rig.heard if h >= s), default=-1) for s in rig.sent]
 
 
+def clean_delays(rig: ImpulseRig, latency: int, margin: int = 4096) -> list[int]:
+    """The delays of the clicks no xrun came near (all but the newest, which may be unheard)."""
+    sent_frames, heard = list(rig.sent)[:-1], list(rig.heard)  # the callbacks keep appending
+    return [min((h - sent for h in heard if h >= sent), default=-1) for sent in sent_frames
+            if not any(sent - margin <= frame <= sent + latency + margin for frame in rig.xrun_frames)]
+
+
 def test_impulse_through_jack_comes_out_at_exactly_the_reported_latency(served):
     latency = served["osc"].ask("/sam/status")["latency_samples"]
     with ImpulseRig(served["server"]) as rig:
-        deadline = time.monotonic() + 20
-        while len(rig.sent) < 5 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while len(clean_delays(rig, latency)) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.2)
-    measured = delays(rig)[:-1]
-    assert len(measured) >= 3
+    measured = clean_delays(rig, latency)
+    assert len(measured) >= 3, (delays(rig), rig.xrun_frames)
     assert all(delay == latency for delay in measured), (measured, latency)
 
 
