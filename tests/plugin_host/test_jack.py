@@ -112,14 +112,15 @@ class ImpulseRig:
             client.close()
 
 
-def delays(rig: ImpulseRig) -> list[int]:
-    return [min((h - s for h in rig.heard if h >= s), default=-1) for s in rig.sent]
+def delays(rig: ImpulseRig) -> list[tuple[int, int]]:
+    """(sent frame, delay) of every click but the newest, which may be unheard yet."""
+    sent_frames, heard = list(rig.sent)[:-1], list(rig.heard)  # the callbacks keep appending
+    return [(sent, min((h - sent for h in heard if h >= sent), default=-1)) for sent in sent_frames]
 
 
 def clean_delays(rig: ImpulseRig, latency: int, margin: int = 4096) -> list[int]:
-    """The delays of the clicks no xrun came near (all but the newest, which may be unheard)."""
-    sent_frames, heard = list(rig.sent)[:-1], list(rig.heard)  # the callbacks keep appending
-    return [min((h - sent for h in heard if h >= sent), default=-1) for sent in sent_frames
+    """The delays of the clicks no xrun came near."""
+    return [delay for sent, delay in delays(rig)
             if not any(sent - margin <= frame <= sent + latency + margin for frame in rig.xrun_frames)]
 
 
