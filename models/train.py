@@ -63,6 +63,7 @@ class TrainSettings:
     # trained over is the level it separates best (benchmarks/bench_level.py).
     level_db: tuple[float, float] = MixtureConfig.level_db
     speed_share: float = 0.0  # sources played faster or slower, up to MixtureConfig.speed_semitones
+    speed_families: tuple[str, ...] = ()  # only sources of these families change speed; () means all
     device: str = "cpu"  # "cuda" trains on the GPU (under torchrun, each rank on its LOCAL_RANK's)
     precision: str = "float32"  # "bfloat16": the network under autocast; losses and weights stay float32
     workers: int = 0  # batch-drawing processes (models.batches); 0 draws in the loop, and resumes exactly

@@ -44,6 +44,9 @@ def register(commands) -> None:
     train.add_argument("--speed-share", dest="speed_share", type=float,
                        help="share of sources played faster or slower (pitch and tempo together, "
                             "within 3 semitones); default 0")
+    train.add_argument("--speed-families", dest="speed_families", metavar="FAMILY,...",
+                       type=lambda text: tuple(name.strip() for name in text.split(",") if name.strip()),
+                       help="only sources of these corpus families change speed (e.g. effect,music); default all")
     train.add_argument("--device", help="cpu (default) or cuda; under torchrun each rank takes its LOCAL_RANK's GPU")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="bfloat16 runs the network under autocast (a GPU, or a CPU with AVX512-BF16 or AMX: "
@@ -113,8 +116,13 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     speed_share = getattr(settings, "speed_share", 0.0)
     if not 0.0 <= speed_share <= 1.0:
         raise ValueError(f"--speed-share must be within 0..1, got {speed_share}")
+    speed_families = tuple(getattr(settings, "speed_families", ()))
+    unknown = sorted(set(speed_families) - {entry.family for entry in entries})
+    if unknown:
+        known = ", ".join(sorted({entry.family for entry in entries}))
+        raise ValueError(f"--speed-families names {', '.join(unknown)}, not a family of {data} (it has {known})")
     corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0), level_db=level_db,
-                                                         speed_share=speed_share),
+                                                         speed_share=speed_share, speed_families=speed_families),
                             seed=settings.seed)
     if getattr(settings, "hard_pairs", 0.0):
         from samstream.models.data.hard_pairs import PairDifficulty

@@ -12,7 +12,8 @@ does not name: no shared caption, no kind of the target or class it blurs into, 
 class the caption is broad enough to cover (``captions.may_interfere``). Each source
 may be played faster or slower with ``speed_share`` (pitch and tempo together, as a tape
 does, within ``speed_semitones``: a class of a dozen files gets engines at other revs and
-bells at other pitches) and may get a random EQ; with ``reverb_prob`` all sit in one synthetic room (each its own
+bells at other pitches; ``speed_families`` limits it to sources of those families) and
+may get a random EQ; with ``reverb_prob`` all sit in one synthetic room (each its own
 response, one RT60) and the target reference keeps its reverberation. Interferers get
 relative gains within ``interferer_spread_db``; their sum (the residual) is scaled so
 that the target-to-interferer ratio over the whole clip, 10 log10(E_target /
@@ -54,6 +55,7 @@ class MixtureConfig:
     eq_prob: float = 0.5
     speed_share: float = 0.0             # sources resampled; 0 draws nothing, so a set stays as it was
     speed_semitones: float = 3.0
+    speed_families: tuple[str, ...] = ()  # families whose sources may change speed; () means every family
     reverb_prob: float = 0.3
     rt60_s: tuple[float, float] = (0.2, 0.9)
     partial_prob: float = 0.5
@@ -162,9 +164,12 @@ class MixtureSampler:
                 return x
         return x
 
-    def _speed(self, rng: np.random.Generator) -> Fraction:
+    def _speed(self, entry: Entry, rng: np.random.Generator) -> Fraction:
         """Playback speed of one source: ``2 ** (s / 12)``, s semitones up (1: as recorded)."""
-        if self.config.speed_share <= 0.0 or rng.random() >= self.config.speed_share:
+        families = self.config.speed_families
+        if self.config.speed_share <= 0.0 or (families and entry.family not in families):
+            return Fraction(1)       # nothing drawn, as when no speed change is asked for
+        if rng.random() >= self.config.speed_share:
             return Fraction(1)
         semitones = float(rng.uniform(-self.config.speed_semitones, self.config.speed_semitones))
         return Fraction(2.0 ** (semitones / 12.0)).limit_denominator(SPEED_DENOMINATOR)
@@ -172,7 +177,7 @@ class MixtureSampler:
     def _played(self, entry: Entry, rng: np.random.Generator, count: int) -> np.ndarray:
         """``count`` samples of the file played at a drawn speed: a window ``speed`` times as
         long, resampled (pitch and tempo change together, as on tape)."""
-        speed = self._speed(rng)
+        speed = self._speed(entry, rng)
         if speed == 1:
             return self._segment(entry, rng, count)
         read = self._segment(entry, rng, -(-count * speed.numerator // speed.denominator))

@@ -1,6 +1,8 @@
 """The on-the-fly mixture sampler: ratios, activity labels, determinism, constraints."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -258,3 +260,25 @@ def test_no_speed_share_leaves_every_mixture_as_it_was(tone_corpus):
     for index in range(6):
         np.testing.assert_array_equal(plain[index].mixture, off[index].mixture)
     assert any(not np.array_equal(plain[i].target, shifted[i].target) for i in range(6))
+
+
+def test_speed_families_limit_the_speed_change_to_sources_of_those_families(tone_corpus):
+    root, entries = tone_corpus
+    recorded = [replace(e, family="recorded" if e.cls == "sine_low" else "rendered") for e in entries]
+    config = MixtureConfig(speed_share=1.0, speed_families=("recorded",), eq_prob=0.0, reverb_prob=0.0,
+                           partial_prob=0.0, interferers=(1, 1))
+    sampler = MixtureSampler(recorded, root, config, seed=4)
+
+    def peak_semitones(target_class: str, reference_hz: float, index: int) -> float:
+        target = sampler.sample(index, target_class=target_class).target.astype(np.float64)
+        peak = np.argmax(np.abs(np.fft.rfft(target))) * SAMPLE_RATE / target.size
+        return 12.0 * np.log2(peak / reference_hz)
+
+    low = np.array([peak_semitones("sine_low", 220.0, i) for i in range(8)])
+    high = np.array([peak_semitones("sine_high", 1760.0, i) for i in range(8)])
+    assert np.sum(np.abs(low) > 0.3) >= 5, low           # the named family changes speed
+    assert np.all(np.abs(high) < 0.05), high             # the other plays as rendered
+    nobody = MixtureSampler(recorded, root, replace(config, speed_families=("none of these",)), seed=4)
+    plain = MixtureSampler(recorded, root, replace(config, speed_share=0.0), seed=4)
+    for index in range(4):
+        np.testing.assert_array_equal(nobody[index].mixture, plain[index].mixture)

@@ -1,5 +1,5 @@
-"""`samstream train --level-range`: the mixture level drawn for training, from the command line
-down to the corpus sampler, on a real (tiny) corpus and the real text encoder."""
+"""`samstream train --level-range` and `--speed-families`: mixture settings from the command
+line down to the corpus sampler, on a real (tiny) corpus and the real text encoder."""
 import argparse
 
 import numpy as np
@@ -32,4 +32,14 @@ def test_the_level_range_reaches_the_corpus_sampler_and_sets_the_mixture_rms(tin
 def test_a_reversed_or_clipping_level_range_is_refused_by_name(tiny_corpus, low, high):
     settings = settings_from(parse_train("--level-range", str(low), str(high)))
     with pytest.raises(ValueError, match="--level-range"):
+        corpus_prompts(tiny_corpus, MODEL_PRESETS["small"], settings, 0)
+
+
+def test_speed_families_reach_the_corpus_sampler_and_an_unknown_family_is_refused(tiny_corpus):
+    settings = settings_from(parse_train("--speed-share", "0.5", "--speed-families", "noise, "))
+    assert settings.speed_families == ("noise",)
+    corpus = corpus_prompts(tiny_corpus, MODEL_PRESETS["small"], settings, 0)[0].source.sampler
+    assert corpus.config.speed_share == 0.5 and corpus.config.speed_families == ("noise",)
+    settings = settings_from(parse_train("--speed-families", "noise,effects"))
+    with pytest.raises(ValueError, match="--speed-families names effects, not a family"):
         corpus_prompts(tiny_corpus, MODEL_PRESETS["small"], settings, 0)
