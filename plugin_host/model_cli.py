@@ -117,10 +117,11 @@ def corpus_prompts(data: str, config, settings, validation_count: int):
     if not 0.0 <= speed_share <= 1.0:
         raise ValueError(f"--speed-share must be within 0..1, got {speed_share}")
     speed_families = tuple(getattr(settings, "speed_families", ()))
-    unknown = sorted(set(speed_families) - {entry.family for entry in entries})
+    corpus_families = {entry.family for entry in entries}
+    unknown = sorted(set(speed_families) - corpus_families)
     if unknown:
-        known = ", ".join(sorted({entry.family for entry in entries}))
-        raise ValueError(f"--speed-families names {', '.join(unknown)}, not a family of {data} (it has {known})")
+        raise ValueError(f"--speed-families names {', '.join(unknown)}, not a family of {data} "
+                         f"(it has {', '.join(sorted(corpus_families))})")
     corpus = MixtureSampler(entries, data, MixtureConfig(seconds=max(settings.seconds, 3.0), level_db=level_db,
                                                          speed_share=speed_share, speed_families=speed_families),
                             seed=settings.seed)
