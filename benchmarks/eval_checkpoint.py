@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/eval_checkpoint.py CHECKPOINT [CHECKPOINT ...] [--per-class 2] [--steps 1 2]
                                             [--prompt caption|none|interferer] [--per-class-table]
-                                            [--loudness] [--levels -44 -24]
+                                            [--loudness] [--levels -44 -24] [--oracle]
 
 Each mixture is separated as the ONNX offline path separates it (the same noise per
 mixture), so the figures agree with ``benchmarks/bench_separation.py`` on an exported
@@ -12,7 +12,8 @@ how well the model's own output tells how loud the target is in the mixture: the
 between the energy ratio of its target and residual and the mixture's true
 target-to-interferer ratio, the ceiling of a reference-free judge built on it. ``--levels``
 scales every mixture (and its references) to each mixture RMS in turn, dBFS: the protocol's
-level is -24.
+level is -24. ``--oracle`` puts the ideal ratio mask at the checkpoint's STFT (the ceiling)
+beside each class and the mean.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def main() -> None:
     from samstream.models.checkpoint import load_config
     from samstream.models.text_encoder import TextEncoder
     from samstream.models.train import Teacher
-    from samstream.plugin_host.bench_report import improvements, index_path, load_mixture, read_index
+    from samstream.plugin_host.bench_report import improvements, index_path, load_mixture, oracle_ratio_mask, read_index
 
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoints", nargs="+", help="folders of config.json + model.safetensors")
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--loudness", action="store_true")
     parser.add_argument("--levels", type=float, nargs="+", default=[None],
                         help="mixture RMS levels to scale to, dBFS (default: as the set has them)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="the ideal ratio mask at the same STFT beside each class and the mean")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     index = index_path(arguments.data, None)
@@ -74,6 +77,14 @@ def main() -> None:
     for path in arguments.checkpoints:
         config = load_config(Path(path))
         mixtures = [load_mixture(index.parent, item, config.stft.sample_rate) for item in items]
+        oracle = defaultdict(list)
+        if arguments.oracle:
+            for item, mixture in zip(items, mixtures, strict=True):
+                ceiling = oracle_ratio_mask(mixture.target, mixture.interferer, config.stft.n_fft, config.stft.hop)
+                oracle[item["target_class"]].append(improvements(ceiling, mixture.target, mixture.mixture))
+            everything = np.mean([row for rows in oracle.values() for row in rows], axis=0)
+            print(f"   oracle IRM (n_fft {config.stft.n_fft}, hop {config.stft.hop}): extract {everything[0]:+.2f} "
+                  f"remove {everything[1]:+.2f}")
         for steps, level in ((steps, level) for steps in arguments.steps for level in arguments.levels):
             model = Teacher(Path(path), steps=steps)  # the torch path, at this many steps
             started, per_class, loudness = time.time(), defaultdict(list), []
@@ -102,7 +113,8 @@ def main() -> None:
             if arguments.per_class_table:
                 for name, rows in sorted(per_class.items()):
                     extract, remove = np.mean(rows, axis=0)
-                    print(f"   {name:18s} {extract:+.1f} / {remove:+.1f}")
+                    ceiling = "   oracle {:+.1f} / {:+.1f}".format(*np.mean(oracle[name], axis=0)) if oracle else ""
+                    print(f"   {name:18s} {extract:+.1f} / {remove:+.1f}{ceiling}")
 
 
 if __name__ == "__main__":
