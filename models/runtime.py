@@ -43,6 +43,8 @@ class Prompt:
     text_embedding: np.ndarray | None = None  # (text_dim,)
     example_features: np.ndarray | None = None  # (bins,) mean compressed magnitude of a captured span
     visual: np.ndarray | None = None  # (visual_dim,) features of the current video frame
+    # Whatever the caller knows this prompt by (the live bridge's request); the model ignores it.
+    request: object = None
 
     @property
     def is_empty(self) -> bool:
@@ -219,6 +221,11 @@ class OnnxSeparator:
     def prompt_pending(self) -> bool:
         """A prompt was set and no hop has taken it yet."""
         return self._pending is not None
+
+    @property
+    def running_prompt(self) -> Prompt:
+        """The prompt the last hop ran with (a new one set since then is still pending)."""
+        return self._applied[0]
 
     def set_prompt(self, prompt: Prompt) -> None:
         """From any thread; takes effect at the next hop boundary. Its conditioning is computed here."""

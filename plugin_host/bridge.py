@@ -1,32 +1,28 @@
 """The live bridge: the model behind a ``LiveProcessor``, driven by the control tree.
 
 Backends (JACK, PortAudio, file) call ``process`` from their audio callback and nothing
-else. Control surfaces call the ``LiveTarget`` methods through a ``Controller``. Text
-prompts are encoded on a prompt thread (cached per text); spans and the capture button
-turn the stream's own recent history into an example embedding; everything reaches the
-model at a hop boundary, with a crossfade.
+else. Control surfaces call the ``LiveTarget`` methods through a ``Controller``; none of
+them waits: prompt changes go to ``LivePrompts`` (latest wins, encoded on its own thread),
+settings glide in at the next hop. Everything reaches the model at a hop boundary, with a
+crossfade.
 """
 from __future__ import annotations
 
-import queue
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
-from samstream.kernels.live import record_history
-from samstream.models.config import ANCHOR_NEGATIVE, ANCHOR_POSITIVE
-from samstream.models.runtime import VARIANTS, OnnxSeparator, Prompt, compressed_frames, load_serving_config
+from samstream.models.runtime import VARIANTS, OnnxSeparator, Prompt, load_serving_config
 from samstream.stream.engine import ConfigurationError, StftEngine
 from samstream.stream.live import LiveProcessor
 
 from .control import Controller, MixSettings
 from .live_judge import LiveJudge
+from .live_prompts import LivePrompts
 from .video_live import LiveVisual
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
-HISTORY_SECONDS = 30.0
 WARMUP_FRAMES = 16
 
 
@@ -102,23 +98,14 @@ class LiveBridge:
         self.controller = Controller(self)
         self._text_encoder = text_encoder
         self._mix = MixSettings()
-        self._text = ""
-        self._text_embedding: np.ndarray | None = None
-        self._example: np.ndarray | None = None
-        self._example_seconds = 0.0
-        self._anchor_spans: list[tuple[int, int, int]] = []  # (first sample, stop sample, anchor)
-        self._capture_start: int | None = None
-        self._prompt_jobs: queue.Queue = queue.Queue(maxsize=64)
-        self._prompt_thread: threading.Thread | None = None
+        self.prompts = LivePrompts(config, self.model, self._visual, self.processor.stream_samples,
+                                   self._prompt_sent, self._note)
         self._lock = threading.Lock()
         self.xruns = 0
         self.last_xrun: tuple[float, float] | None = None  # (stream seconds, delay in microseconds)
         self.backend_name = ""
+        self.device_latency_samples = 0  # set by a backend that buffers outside the live path
         self.notes: list[str] = []
-        self._prompt_requested_at: float | None = None
-        self._prompt_sent_at: float | None = None
-        # From a text prompt's arrival to the first hop that runs with it (encoding included).
-        self.prompt_switch_ms: float | None = None
         self.judge: LiveJudge | None = None
         if judge:
             try:
@@ -134,15 +121,18 @@ class LiveBridge:
 
     @property
     def latency_samples(self) -> int:
-        return self.processor.latency_samples
+        """From the backend's input to its output: the live path, plus what the backend's own
+        buffering adds outside it (``device_latency_samples``, PortAudio's stream latency)."""
+        return self.processor.latency_samples + self.device_latency_samples
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sample_rate
 
     def configure(self, channels: int, sample_rate: int | None = None) -> None:
         rate = sample_rate or self.sample_rate
         self.processor.configure(rate, channels)
-        self._history = np.zeros(1 << int(HISTORY_SECONDS * rate).bit_length(), np.float32)
-        self._history_count = np.zeros(1, np.int64)
-        record_history(np.zeros((channels, 4), np.float32), self._history, self._history_count)
-        self._history_count[0] = 0
+        self.prompts.configure(rate, channels)
         self._visual.restart()
         if self.judge is not None:
             try:
@@ -157,8 +147,7 @@ class LiveBridge:
             from samstream.models.text_encoder import TextEncoder
             self._text_encoder = TextEncoder.load()
         self._text_encoder.encode("warm up")  # loads and plans the encoder before the first prompt
-        self._prompt_thread = threading.Thread(target=self._prompt_work, name="samstream-prompts", daemon=True)
-        self._prompt_thread.start()
+        self.prompts.start(self._text_encoder)
         self.processor.start()
         if self.judge is not None:
             self.judge.start()
@@ -168,17 +157,11 @@ class LiveBridge:
             self.judge.stop()
         self.processor.stop()
         self._visual.stop()
-        if self._prompt_thread is not None:
-            self._prompt_jobs.put(None)
-            self._prompt_thread.join(timeout=5)
-            # The sentinel was taken but never marked done.
-            self._prompt_jobs.task_done()
-            self._prompt_thread = None
+        self.prompts.stop()
 
     def settle(self) -> None:
         """Wait until every prompt change sent so far is encoded and handed to the model."""
-        if self._prompt_thread is not None:
-            self._prompt_jobs.join()
+        self.prompts.settle()
 
     def process(self, block_in: np.ndarray, block_out: np.ndarray, taps_out: np.ndarray | None = None) -> bool:
         """The backend's audio callback hands its (channels, n) float32 block here."""
@@ -188,22 +171,9 @@ class LiveBridge:
         """Runs on the worker before each hop: scheduled changes, live anchors, history."""
         self.controller.run_due()
         self._visual.before_hop()
-        anchor = 0
-        if self._capture_start is not None:
-            anchor = ANCHOR_POSITIVE
-        else:
-            for first, stop, sign in self._anchor_spans:
-                if first <= stream_sample < stop:
-                    anchor = sign
-        self.model.set_live_anchor(anchor)
-        record_history(self.processor.current_hop, self._history, self._history_count)
+        self.prompts.before_hop(stream_sample, self.processor.current_hop)
         if self.judge is not None:
             self.judge.record(*self.processor.previous_aligned_hop)
-        if self._prompt_sent_at is not None and not self.model.active.prompt_pending:
-            if self._prompt_requested_at is not None:
-                self.prompt_switch_ms = 1000.0 * (time.perf_counter() - self._prompt_requested_at)
-                self._prompt_requested_at = None
-            self._prompt_sent_at = None
 
     def count_xrun(self, delay_us: float) -> None:
         """From the backend's xrun callback: counted with the stream time it happened at."""
@@ -220,41 +190,25 @@ class LiveBridge:
         self._apply_weights()
 
     def _apply_weights(self) -> None:
-        empty = self._text_embedding is None and self._example is None and not self._text and \
-            not self._visual.prompting
+        sent = self.prompts.sent
+        empty = not sent.text and sent.example_span is None and not self._visual.prompting
         dry, target, residual = self._mix.weights(passing_through=empty)
         self.processor.set_weights(dry, target, residual, dry + target + residual)
 
     def set_text(self, text: str) -> None:
-        self._prompt_requested_at = time.perf_counter()
-        self._prompt_jobs.put(("text", text))
+        self.prompts.set_text(text)
 
     def set_steps(self, steps: int) -> None:
         self.model.select(steps)
 
+    def check_span(self, start: float, stop: float, positive: bool) -> None:
+        self.prompts.check_span(start, stop, positive)
+
     def add_span(self, start: float, stop: float, positive: bool) -> None:
-        rate = self.processor.sample_rate
-        first, last = int(start * rate), int(stop * rate)
-        if positive:
-            self._prompt_jobs.put(("example", first, last))
-        else:
-            self._add_anchor_span(first, last, ANCHOR_NEGATIVE)
+        self.prompts.add_span(start, stop, positive)
 
-    def set_capture(self, holding: bool) -> None:
-        now = self.processor.stream_samples()
-        if holding:
-            if self._capture_start is None:
-                self._capture_start = now
-        elif self._capture_start is not None:
-            first, self._capture_start = self._capture_start, None
-            self._add_anchor_span(first, now, ANCHOR_POSITIVE)
-            self._prompt_jobs.put(("example", first, now))
-
-    def _add_anchor_span(self, first: int, stop: int, anchor: int) -> None:
-        # The worker scans these every hop: spans the stream has passed are dropped here, and the
-        # list is replaced whole, so the worker never sees one half-changed.
-        now = self.processor.stream_samples()
-        self._anchor_spans = [span for span in self._anchor_spans if span[1] > now] + [(first, stop, anchor)]
+    def set_capture(self, holding: bool) -> tuple[float, float] | None:
+        return self.prompts.set_capture(holding)
 
     def set_visual_box(self, box: tuple[float, float, float, float] | None) -> None:
         self._visual.set_box(box)
@@ -280,62 +234,17 @@ class LiveBridge:
     def _visual_changed(self, reason: str | None) -> None:
         if reason:
             self._note(reason)
-        try:  # from the worker too: never wait on a full queue there
-            self._prompt_jobs.put_nowait(("visual",))
-        except queue.Full:
-            pass
+        self.prompts.visual_changed()
 
     def clear_prompts(self) -> None:
-        self._anchor_spans.clear()
-        self._capture_start = None
         self._visual.set_box(None)
-        self._prompt_jobs.put(("clear",))
+        self.prompts.clear()
 
-    # prompt thread -------------------------------------------------------------------
-
-    def _prompt_work(self) -> None:
-        while True:
-            job = self._prompt_jobs.get()
-            if job is None:
-                return
-            try:
-                self._run_prompt_job(job)
-            except Exception as error:  # a prompt that fails must not take the stream down
-                self._note(f"prompt refused: {error}")
-            finally:
-                self._prompt_jobs.task_done()
-
-    def _run_prompt_job(self, job: tuple) -> None:
-        kind = job[0]
-        if kind == "text":
-            self._text = job[1]
-            self._text_embedding = self._text_encoder.encode(job[1]) if job[1].strip() else None
-        elif kind == "example":
-            self._example = self._example_from_history(job[1], job[2])
-        elif kind == "clear":
-            self._text, self._text_embedding, self._example = "", None, None
-        elif kind == "visual" and (self._text_embedding is not None or self._example is not None):
-            return  # its row is fed every hop; the other prompts keep the model running: nothing to redo
-        self._prompt_sent_at = time.perf_counter()
-        self.model.set_prompt(Prompt(text_embedding=self._text_embedding, example_features=self._example,
-                                     visual=self._visual.row if self._visual.prompting else None))
+    def _prompt_sent(self, text_embedding: np.ndarray | None) -> None:
+        """On the prompt thread, once a new prompt is handed to the model."""
         if self.judge is not None:
-            self.judge.set_prompt(self._text_embedding)
+            self.judge.set_prompt(text_embedding)
         self._apply_weights()
-
-    def _example_from_history(self, first: int, stop: int) -> np.ndarray | None:
-        # A span reaching into the future is taken when the stream has passed its end.
-        while int(self._history_count[0]) < stop and self.processor.running:
-            time.sleep(0.01)
-        oldest = int(self._history_count[0]) - self._history.shape[0]
-        first, stop = max(first, oldest, 0), min(stop, int(self._history_count[0]))
-        if stop - first < self.config.stft.n_fft:
-            self._note("span too short or too old to take an example from (kept the previous example)")
-            return self._example
-        mask = self._history.shape[0] - 1
-        audio = self._history[np.arange(first, stop) & mask]
-        self._example_seconds = (stop - first) / self.processor.sample_rate
-        return compressed_frames(audio, self.config, level=True).mean(axis=0).astype(np.float32)
 
     # reporting -----------------------------------------------------------------------
 
@@ -344,23 +253,30 @@ class LiveBridge:
             self.notes = [*self.notes[-4:], text]
 
     def prompt_description(self) -> str:
-        parts = []
-        if self._text:
-            parts.append(f"text {self._text!r}")
-        if self._example is not None:
-            parts.append(f"example of {self._example_seconds:.1f} s")
-        if self._capture_start is not None:
-            parts.append("capturing")
-        if self._visual.prompting:
-            parts.append(self._visual.describe())
-        return ", ".join(parts)
+        """The prompt the engine runs now, in words ("" when the audio passes through)."""
+        return self.prompts.describe()
+
+    def running_prompt(self) -> dict:
+        """The engine's own account of its prompt, in the controller's terms (compare ``/sam/state``)."""
+        running, rate = self.prompts.running, self.processor.sample_rate or self.sample_rate
+        span = None if running.example_span is None else [value / rate for value in running.example_span]
+        return {"text": running.text, "example_span": span, "pending": self.prompts.pending}
+
+    def _prompt_switch(self) -> dict:
+        """From a text prompt's arrival to the first hop that ran it: wall time and stream time."""
+        requested, applied = self.prompts.requested_at, self.prompts.applied_at
+        if requested is None or applied is None:
+            return {"prompt_switch_ms": None, "prompt_switch_stream_ms": None}
+        rate = self.processor.sample_rate or self.sample_rate
+        return {"prompt_switch_ms": round(1000.0 * (applied[0] - requested[0]), 2),
+                "prompt_switch_stream_ms": round(1000.0 * (applied[1] - requested[1]) / rate, 2)}
 
     def status(self) -> dict:
         stats = self.processor.stats()
         hop_ms = 1000.0 * self.processor.hop / self.processor.sample_rate if self.processor.sample_rate else 0.0
         prompt = self.prompt_description()
         return {
-            "latency_ms": round(self.processor.latency_ms, 3),
+            "latency_ms": round(self.latency_ms, 3),
             "latency_samples": self.latency_samples,
             "safety_samples": self.processor.safety,
             "worker_realtime": self.processor.realtime_priority,
@@ -387,7 +303,7 @@ class LiveBridge:
             else round(self.judge.score_db, 2),
             "judgements": self.judge.judgements if self.judge is not None else 0,
             "judge_ms": round(self.judge.judge_ms, 2) if self.judge is not None else None,
-            "prompt_switch_ms": None if self.prompt_switch_ms is None else round(self.prompt_switch_ms, 2),
+            **self._prompt_switch(),
             "crossfade_ms": self.processor.crossfade_ms,
             "steps": self.model.active.steps,
             "device": self.model.active.device,

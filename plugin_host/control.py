@@ -8,10 +8,15 @@ a hop boundary with a crossfade, and every listener is told the new state.
 
 A change may carry a stream time (``at_seconds``, from an OSC bundle's time tag
 translated by the caller): it is held until the stream reaches that time.
+
+No caller ever waits here for long: the lock is held only while the state is copied and
+the bridge is told (whose methods only record a request and return), and the worker's
+``run_due`` skips a hop rather than wait for the lock.
 """
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -69,7 +74,9 @@ class LiveTarget(Protocol):
 
     def add_span(self, start: float, stop: float, positive: bool) -> None: ...
 
-    def set_capture(self, holding: bool) -> None: ...
+    def set_capture(self, holding: bool) -> tuple[float, float] | None:
+        """Returns the captured span (stream seconds) on a release that gave an example."""
+
 
     def set_visual_box(self, box: tuple[float, float, float, float]) -> None: ...
 
@@ -88,6 +95,7 @@ class Parameter:
     types: str  # OSC type letters of the arguments: "s", "f f", "i", ""
     doc: str
     query: bool = False  # answered, changes nothing
+    optional_from: int | None = None  # the arguments from this index on may be left out, all together
 
 
 TREE: tuple[Parameter, ...] = (
@@ -104,7 +112,8 @@ TREE: tuple[Parameter, ...] = (
     Parameter("/sam/bypass", "i", "1 bypasses with a crossfade"),
     Parameter("/sam/steps", "i", "flow-matching steps per hop"),
     Parameter("/sam/status", "", "latency_ms, xruns, misses, rtf, prompt, confidence", query=True),
-    Parameter("/sam/subscribe", "i", "1: meters to the sender at 10 Hz or more; 0: stop"),
+    Parameter("/sam/subscribe", "i s i", "1: meters at 10 Hz or more to the sender, or to host, port if given; "
+              "0: stop", optional_from=1),
 )
 PARAMETERS = {parameter.path: parameter for parameter in TREE}
 
@@ -134,8 +143,10 @@ def check_arguments(path: str, args: Sequence) -> tuple:
     if parameter is None:
         raise ControlError(f"unknown path {path[:80]!r}")
     types = parameter.types.split()
-    if len(args) != len(types):
-        raise ControlError(f"{path} takes {len(types)} argument(s) ({parameter.types or 'none'}), got {len(args)}")
+    if len(args) != len(types) and len(args) != parameter.optional_from:
+        counts = f"{parameter.optional_from} or {len(types)}" if parameter.optional_from is not None else len(types)
+        raise ControlError(f"{path} takes {counts} argument(s) ({parameter.types or 'none'}), got {len(args)}")
+    types = types[:len(args)]
     converted = []
     for index, (kind, value) in enumerate(zip(types, args, strict=True)):
         if kind == "s":
@@ -148,6 +159,8 @@ def check_arguments(path: str, args: Sequence) -> tuple:
             converted.append(_number(value, path, index))
         else:
             converted.append(_whole(value, path, index))
+    if path == "/sam/subscribe" and len(converted) == 3:
+        check_port(converted[2], f"{path}: the port")
     return tuple(converted)
 
 
@@ -189,8 +202,13 @@ class Controller:
         return {p.path: {"args": p.types, "doc": p.doc, "query": p.query} for p in TREE}
 
     def state(self) -> dict:
+        now = self.target.stream_seconds()
         with self._lock:
-            return self._state.as_dict()
+            snapshot = self._state.as_dict()
+        # A negative span the stream has passed no longer steers anything: it is not listed.
+        snapshot["/sam/prompt/spans"] = [span for span in snapshot["/sam/prompt/spans"]
+                                         if span["positive"] or span["stop"] > now]
+        return snapshot
 
     def status(self) -> dict:
         return self.target.status()
@@ -241,11 +259,18 @@ class Controller:
 
     def run_due(self) -> int:
         """Apply every scheduled change whose time has come; the bridge calls this each hop batch."""
+        if not self._scheduled:
+            return 0
         now = self.target.stream_seconds()
         due = []
-        with self._lock:
+        # On the worker: a control thread holding the lock makes this hop skip, not wait.
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
             while self._scheduled and self._scheduled[0][0] <= now:
                 due.append(self._scheduled.pop(0))
+        finally:
+            self._lock.release()
         for _, path, values in due:
             self._commit(path, values)
         return len(due)
@@ -265,6 +290,12 @@ class Controller:
             start, stop = self._absolute_span(*values)
             if not stop > start:
                 raise ControlError(f"{path}: the span must end after it starts, got {values[0]:g} to {values[1]:g}")
+            check_span = getattr(self.target, "check_span", None)
+            if check_span is not None:
+                try:
+                    check_span(start, stop, path == "/sam/prompt/span")
+                except ControlError as error:
+                    raise ControlError(f"{path}: {error}") from None
         if path == "/sam/prompt/visual/box":
             w, h = values[2:]
             if not (w > 0 and h > 0):
@@ -288,11 +319,13 @@ class Controller:
             elif path in ("/sam/prompt/span", "/sam/prompt/span/neg"):
                 start, stop = self._absolute_span(*values)
                 positive = path == "/sam/prompt/span"
-                state.spans.append((start, stop, positive))
+                state.spans = listed_spans(state.spans, (start, stop, positive), target.stream_seconds())
                 target.add_span(start, stop, positive)
             elif path == "/sam/prompt/capture":
                 state.capture = bool(values[0])
-                target.set_capture(state.capture)
+                captured = target.set_capture(state.capture)
+                if captured is not None:
+                    state.spans = listed_spans(state.spans, (*captured, True), target.stream_seconds())
             elif path == "/sam/prompt/visual/box":
                 x, y, w, h = values
                 # A box reaching outside the frame is clipped to it.
@@ -323,6 +356,13 @@ class Controller:
             listener(snapshot)
 
 
+def listed_spans(spans: list, new: tuple[float, float, bool], now: float) -> list:
+    """The spans in force once ``new`` is added: a positive span replaces the last (its example is
+    the prompt's), negative spans stay until the stream has passed them."""
+    kept = [span for span in spans if (span[2] and not new[2]) or (not span[2] and span[1] > now)]
+    return [*kept, new]
+
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -330,6 +370,21 @@ def check_bind(host: str, token: str | None) -> None:
     """Loopback is open to local clients; any other address requires a token."""
     if host not in LOOPBACK_HOSTS and not token:
         raise ControlError(f"binding to {host} exposes the controls to the network: give --token")
+
+
+def check_port(port: int, what: str) -> None:
+    """A UDP or TCP port someone asked for by number: 1..65535 (0, "any free port", is the caller's call)."""
+    if not 1 <= port <= 65535:
+        raise ControlError(f"{what} must be within 1..65535, got {port}")
+
+
+def listen_error(surface: str, host: str, port: int, error: BaseException) -> OSError:
+    """One line naming the surface, address and port a server could not listen on."""
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        reason = "the port is already in use (another samstream serve, or another program, holds it)"
+    else:
+        reason = str(error)
+    return OSError(f"cannot listen for {surface} on {host} port {port}: {reason}")
 
 
 def token_matches(expected: str | None, given) -> bool:

@@ -129,11 +129,12 @@ def test_capture_button_turns_the_held_span_into_an_example(encoder, example):
         window = slice(start, start + BLOCK)
         bridge.process(example[:, window], output[:, window])
         if hold + 0.1 < now < release:
-            assert bridge.model.active.live_anchor == 1, (now, bridge._capture_start)
+            assert bridge.model.active.live_anchor == 1, (now, bridge.prompts.capture_start)
     status = bridge.status()
     assert "example of 1.5 s" in status["prompt"]
     assert not status["passing_through"]
-    assert bridge._example is not None and np.isfinite(bridge._example).all()
+    example = bridge.model.active.running_prompt.example_features
+    assert example is not None and np.isfinite(example).all()
     bridge.stop()
 
 
