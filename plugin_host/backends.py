@@ -172,9 +172,11 @@ class JackBackend:
 
 
 def find_portaudio_device(audio, device: str | int | None, channels: int) -> int:
-    """A device index from a number or a name fragment; one with enough in and out channels."""
+    """A device index from a number, or a fragment of a device's name or of its host API's name
+    ("system", "jack", "JACK Audio Connection Kit"); one with enough in and out channels."""
     count = audio.get_device_count()
     devices = [audio.get_device_info_by_index(index) for index in range(count)]
+    host_apis = {info["hostApi"]: audio.get_host_api_info_by_index(info["hostApi"])["name"] for info in devices}
     usable = [info for info in devices
               if info["maxInputChannels"] >= channels and info["maxOutputChannels"] >= channels]
     if device is None:
@@ -186,11 +188,15 @@ def find_portaudio_device(audio, device: str | int | None, channels: int) -> int
         if not 0 <= index < count:
             raise ConfigurationError(f"no PortAudio device {index} (there are {count})")
         return index
-    for info in usable:
-        if str(device).lower() in info["name"].lower():
-            return int(info["index"])
-    names = ", ".join(repr(info["name"]) for info in devices) or "none"
-    raise ConfigurationError(f"no PortAudio device matches {device!r} (devices: {names})")
+    wanted = str(device).lower()
+    by_name = [info for info in usable if wanted in info["name"].lower()]
+    by_host_api = [info for info in usable if wanted in host_apis[info["hostApi"]].lower()]
+    if by_name or by_host_api:
+        return int((by_name or by_host_api)[0]["index"])
+    names = ", ".join(f"{info['name']!r} on {host_apis[info['hostApi']]!r} ({info['maxInputChannels']} in, "
+                      f"{info['maxOutputChannels']} out)" for info in devices) or "none"
+    raise ConfigurationError(f"no PortAudio device with {channels} input and output channels matches {device!r} "
+                             f"(devices: {names})")
 
 
 class PortAudioBackend:
@@ -225,6 +231,10 @@ class PortAudioBackend:
                                       rate=self.bridge.sample_rate, input=True, output=True,
                                       input_device_index=self.device, output_device_index=self.device,
                                       frames_per_buffer=self.block, stream_callback=self._callback)
+        # PortAudio's own buffering (and the device's, as PortAudio knows it) lies between the
+        # bridge and the outside world: it belongs in the latency the bridge reports.
+        device_seconds = self.stream.get_input_latency() + self.stream.get_output_latency()
+        self.bridge.device_latency_samples = round(device_seconds * self.bridge.sample_rate)
         self.stream.start_stream()
 
     def _callback(self, in_data, frame_count, time_info, status):

@@ -14,6 +14,7 @@ import pytest
 from samstream.plugin_host.bench_live import Osc
 from samstream.plugin_host.jack_server import PERIOD, dummy_jack
 from tests.plugin_host.conftest import free_port
+from tests.plugin_host.jack_rig import impulse_delays, jack_iodelay_frames
 
 jack = pytest.importorskip("jack")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="jackd with the dummy driver is run as root here")
@@ -63,76 +64,10 @@ def test_ports_publish_the_reported_latency(served):
     assert f"playback latency = [ {latency} {latency} ]" in in_block, listing
 
 
-class ImpulseRig:
-    """Two JACK clients around samstream: one sends clicks, one hears them, both note frame times."""
-
-    def __init__(self, server: str, signal_kind: str = "impulse"):
-        self.source = jack.Client("probe-source", servername=server)
-        self.sink = jack.Client("probe-sink", servername=server)
-        self.out = self.source.outports.register("out")
-        self.inp = self.sink.inports.register("in")
-        self.kind = signal_kind
-        self.sent: list[int] = []
-        self.heard: list[int] = []
-        self.cycles = 0
-        self.source.set_process_callback(self._send)
-        self.sink.set_process_callback(self._hear)
-        # A cycle JACK dropped (a client late on a loaded machine) loses or shifts the click
-        # through no fault of the bridge: its frame time marks the clicks it spoils.
-        self.xrun_frames: list[int] = []
-        self.sink.set_xrun_callback(lambda delay_us: self.xrun_frames.append(self.sink.frame_time))
-        self.noise = np.random.default_rng(0).standard_normal(48000 * 4).astype(np.float32) * 0.1
-        self.recorded = np.zeros(48000 * 4, np.float32)
-        self.start_frame = None
-
-    def _send(self, frames: int) -> None:
-        buffer = self.out.get_array()
-        buffer[:] = 0.0
-        self.cycles += 1
-        if self.cycles % 100 == 50:
-            buffer[7] = 0.9
-            self.sent.append(self.source.last_frame_time + 7)
-
-    def _hear(self, frames: int) -> None:
-        buffer = self.inp.get_array()
-        peak = int(np.argmax(np.abs(buffer)))
-        if abs(buffer[peak]) > 0.5:
-            self.heard.append(self.sink.last_frame_time + peak)
-
-    def __enter__(self):
-        self.source.activate()
-        self.sink.activate()
-        self.source.connect(self.out, "samstream:in_1")
-        self.sink.connect("samstream:out_1", self.inp)
-        return self
-
-    def __exit__(self, *exc):
-        for client in (self.source, self.sink):
-            client.deactivate()
-            client.close()
-
-
-def delays(rig: ImpulseRig) -> list[tuple[int, int]]:
-    """(sent frame, delay) of every click but the newest, which may be unheard yet."""
-    sent_frames, heard = list(rig.sent)[:-1], list(rig.heard)  # the callbacks keep appending
-    return [(sent, min((h - sent for h in heard if h >= sent), default=-1)) for sent in sent_frames]
-
-
-def clean_delays(rig: ImpulseRig, latency: int, margin: int = 4096) -> list[int]:
-    """The delays of the clicks no xrun came near."""
-    return [delay for sent, delay in delays(rig)
-            if not any(sent - margin <= frame <= sent + latency + margin for frame in rig.xrun_frames)]
-
-
 def test_impulse_through_jack_comes_out_at_exactly_the_reported_latency(served):
     latency = served["osc"].ask("/sam/status")["latency_samples"]
-    with ImpulseRig(served["server"]) as rig:
-        deadline = time.monotonic() + 30
-        while len(clean_delays(rig, latency)) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.2)
-    measured = clean_delays(rig, latency)
-    assert len(measured) >= 3, (delays(rig), rig.xrun_frames)
+    measured = impulse_delays(served["server"], latency)
+    assert len(measured) >= 3, measured
     assert all(delay == latency for delay in measured), (measured, latency)
 
 
@@ -140,38 +75,12 @@ def test_jack_iodelay_measures_the_latency_plus_the_period_in_bypass(served):
     """`jack_iodelay` looped through the bridge: DESIGN.md's cross-check with JACK's own tool."""
     latency = served["osc"].ask("/sam/status")["latency_samples"]
     served["osc"].send("/sam/bypass", 1)
-    environment = served["env"]
-    tool = subprocess.Popen(["jack_iodelay"], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
     try:
-        for _ in range(100):
-            ports = subprocess.run(["jack_lsp", "-s", served["server"]], env=environment, capture_output=True,
-                                   text=True).stdout
-            if "jack_delay:out" in ports:
-                break
-            time.sleep(0.1)
-        subprocess.run(["jack_connect", "-s", served["server"], "jack_delay:out", "samstream:in_1"], env=environment,
-                       check=True)
-        subprocess.run(["jack_connect", "-s", served["server"], "samstream:out_1", "jack_delay:in"], env=environment,
-                       check=True)
-        lines = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = tool.stdout.readline()
-            lines.append(line)
-            readings = [entry for entry in lines if "total roundtrip latency" in entry
-                        and float(entry.split("frames")[0].split()[-1]) > 0]
-            if len(readings) >= 3:
-                break
+        frames = jack_iodelay_frames(served["server"], served["env"])
     finally:
-        tool.terminate()
-        tool.wait(timeout=10)
         served["osc"].send("/sam/bypass", 0)
-    measured = [line for line in lines if "total roundtrip latency" in line]
-    assert measured, "".join(lines[-10:])
-    frames = float(measured[-1].split("frames")[0].split()[-1])
     # jack_iodelay adds one period of its own; its figure carries an extra fractional estimate.
-    assert abs(frames - (latency + PERIOD)) < 2, (measured[-1], latency)
+    assert abs(frames - (latency + PERIOD)) < 2, (frames, latency)
 
 
 def test_osc_prompt_over_oscsend_reaches_the_running_stream(served):
