@@ -283,6 +283,7 @@ class LiveBridge:
             "xruns": self.xruns,
             "last_xrun": list(self.last_xrun) if self.last_xrun else None,
             "misses": stats.misses,
+            "misses_per_minute": round(stats.misses_per_minute, 2),
             "first_miss_seconds": round(stats.first_miss_sample / self.processor.sample_rate, 3)
             if stats.first_miss_sample >= 0 else None,
             "last_miss_seconds": round(stats.last_miss_sample / self.processor.sample_rate, 3)
@@ -295,6 +296,7 @@ class LiveBridge:
             "non_finite_samples": stats.non_finite_samples,
             "clipped_samples": stats.clipped_samples,
             "prompt": prompt,
+            "running_prompt": self.running_prompt(),
             "passing_through": not prompt,
             "note": "no prompt: audio passes through" if not prompt else "",
             "notes": list(self.notes),
