@@ -5,7 +5,9 @@ The worker appends each hop's dry input and target, already lined up, to two mon
 the last window out of the rings, and asks the judge how good that window's separation
 is. Windows reaching back before the latest prompt change are cut at the change, so a
 new prompt is judged on its own output; until ``min_seconds`` of it have streamed the
-confidence reads None ("not known yet"), as it does with no text prompt.
+confidence reads None ("not known yet"), as it does with no text prompt. It reads None on
+a silent window too: with nothing to separate, the judge's score (about 0.4 on digital
+silence) would only be a guess.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from samstream.models.judge import Judge, confidence_of
 DEFAULT_INTERVAL_S = 1.0  # one judgement re-separates its window three times (~0.35-0.5 s of a core)
 DEFAULT_MIN_SECONDS = 1.0
 SMOOTHING = 0.5  # weight of the newest judgement; windows overlap, so their scores need little smoothing
+SILENCE_RMS = 1e-5  # -100 dBFS: below 16-bit dither, so only digital silence or a muted input
 
 
 class LiveJudge:
@@ -84,6 +87,9 @@ class LiveJudge:
             return self.score_db
         positions = np.arange(start, end) & (self._dry.shape[0] - 1)
         dry, target = self._dry[positions], self._target[positions]
+        if float(np.sqrt(np.mean(np.square(dry, dtype=np.float64)))) < SILENCE_RMS:
+            self.score_db = None  # and the next sound is judged afresh, not smoothed into a stale score
+            return None
         started = time.perf_counter()
         judgement = self.judge.judge(dry, target, embedding)
         self.judge_ms = 1000.0 * (time.perf_counter() - started)

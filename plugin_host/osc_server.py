@@ -1,19 +1,21 @@
 """OSC over UDP: a thin surface over ``Controller`` (DESIGN.md, "Control contract").
 
 Every message goes to ``Controller.apply``; whatever it refuses, and anything that is not
-well-formed OSC, is answered to the sender with ``/sam/error s <reason>`` and changes
-nothing. Datagrams are read and parsed here rather than by python-osc's server, whose
-bundle handling sleeps in the server thread until a time tag and whose logging writes a
-line per bad datagram.
+well-formed OSC, is answered to the sender (and the reply address, see ``osc_feedback``)
+with ``/sam/error s <reason>`` and changes nothing. Datagrams are read and parsed here
+rather than by python-osc's server, whose bundle handling sleeps in the server thread
+until a time tag and whose logging writes a line per bad datagram.
 
 Wire formats beyond the contract table:
 
 - ``/sam/status`` and ``/sam/state`` are answered with a message of the same address whose
   arguments alternate name (s) and value: numbers as i or f, strings as s, None as the
   string "none", lists and dicts as a JSON string. ``/sam/tree`` answers ``/sam/tree s <json>``.
-- Subscribers get one message per state path (``/sam/mode s extract``, ``/sam/mix f 1.0``,
-  ``/sam/prompt/visual/box f f f f``; no arguments when unset; ``/sam/prompt/spans s <json>``),
-  first the full state, then the paths that changed, plus meters at ``meter_hz``.
+- Subscribers and the reply address get one message per state path (``/sam/mode s extract``,
+  ``/sam/mix f 1.0``, ``/sam/prompt/visual/box f f f f``; no arguments when unset;
+  ``/sam/prompt/spans s <json>``),
+  first the full state, then the paths that changed, plus meters at ``meter_hz``
+  (``/sam/confidence`` without arguments while the confidence is not known).
 - With a token, ``/sam/auth s TOKEN`` authorises the sender's IP address and is answered
   ``/sam/auth i 1``.
 
@@ -26,17 +28,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import socket
 import threading
 import time
 
-from pythonosc import osc_message_builder
 from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.parsing import osc_types
 
-from .control import ControlError, Controller, TokenBucket, check_bind, token_matches
+from .control import ControlError, Controller, TokenBucket, check_bind, listen_error, token_matches
+from .osc_feedback import Destinations, build, check_destination, meter_messages, pairs_message, resolve, state_message
 
 MAX_DATAGRAM = 8192
 MAX_SUBSCRIBERS = 32
@@ -44,7 +45,6 @@ MAX_BUNDLE_DEPTH = 8
 MESSAGE_RATE, MESSAGE_BURST = 500.0, 1000.0  # per sender IP
 ERROR_RATE, ERROR_BURST = 20.0, 20.0  # error replies per sender address
 AUTH_RATE, AUTH_BURST = 1.0, 5.0  # token guesses per sender IP
-METER_FLOOR_DB = -120.0
 UNAUTHORIZED = "unauthorized: send /sam/auth with the token first"
 IMMEDIATELY = osc_types.IMMEDIATELY  # what python-osc's get_date returns for time tag 1
 
@@ -104,57 +104,23 @@ def check_layout(dgram: bytes) -> None:
         raise ValueError(f"{len(dgram) - index} bytes after the last argument")
 
 
-def _typed(value) -> tuple[str, object]:
-    """An OSC (type, value) for a name/value reply."""
-    if value is None:
-        return "s", "none"
-    if isinstance(value, bool):
-        return "i", int(value)
-    if isinstance(value, int):
-        return ("i", value) if -(2**31) <= value < 2**31 else ("f", float(value))
-    if isinstance(value, float):
-        return "f", value
-    if isinstance(value, str):
-        return "s", value
-    return "s", json.dumps(value)
-
-
-def _build(address: str, args=()) -> bytes:
-    builder = osc_message_builder.OscMessageBuilder(address)
-    for kind, value in args:
-        builder.add_arg(value, kind)
-    return builder.build().dgram
-
-
-def pairs_message(address: str, values: dict) -> bytes:
-    args = []
-    for name, value in values.items():
-        args += [("s", str(name)), _typed(value)]
-    return _build(address, args)
-
-
-def state_message(path: str, value) -> bytes:
-    """One state path as a subscriber gets it; a box is sent the way it is set."""
-    if value is None:
-        return _build(path)
-    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
-        return _build(path, [("f", float(v)) for v in value])
-    return _build(path, [_typed(value)])
-
-
 class OscServer:
     """UDP OSC server for one Controller. ``start()`` binds and runs two daemon threads: one
-    receives and answers, one pushes state changes and meters to subscribers.
+    receives and answers, one pushes state changes and meters to subscribers and to
+    ``reply_to`` (host, port), which also gets every reply and error.
 
     Counters: ``received`` datagrams, ``refused`` messages and datagrams answered with an error.
     """
 
     def __init__(self, controller: Controller, host: str = "127.0.0.1", port: int = 9000,
-                 token: str | None = None, meter_hz: float = 20.0):
+                 token: str | None = None, meter_hz: float = 20.0, reply_to: tuple[str, int] | None = None):
         check_bind(host, token)
+        if reply_to is not None:
+            check_destination(reply_to[0], token)
         if not 10.0 <= meter_hz <= 200.0:
             raise ValueError(f"meter_hz must be within 10..200, got {meter_hz}")
         self.controller, self.host, self.token, self.meter_hz = controller, host, token, meter_hz
+        self.reply_to = reply_to
         self._port = port
         self.received = 0
         self.refused = 0
@@ -162,8 +128,8 @@ class OscServer:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._stopped = False
-        self._lock = threading.Lock()  # subscribers and the last pushed state
-        self._subscribers: set = set()
+        self._lock = threading.Lock()  # the last pushed state
+        self._destinations = Destinations(MAX_SUBSCRIBERS)
         self._pushed: dict = {}
         self._latest: dict | None = None
         self._wake = threading.Event()  # a change to push, or stop()
@@ -187,12 +153,19 @@ class OscServer:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.bind(address)
-        except OSError:
+            if self.reply_to is not None:  # a host name is looked up once, here
+                self._destinations.reply_address = resolve(*self.reply_to, family, numeric=False)
+        except OSError as error:
+            sock.close()
+            raise listen_error("OSC", self.host, self._port, error) from error
+        except ControlError:
             sock.close()
             raise
         sock.settimeout(0.1)  # so the receive thread notices stop()
         self._sock = sock
         self._pushed = self.controller.state()
+        if self._destinations.reply_address is not None:
+            self._send_state(self._destinations.reply_address, self._pushed)
         self._remove_listener = self.controller.add_listener(self._on_change)
         for target, name in ((self._receive_loop, "osc-receive"), (self._push_loop, "osc-push")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -300,9 +273,9 @@ class OscServer:
             if args:
                 self._refuse(sender, f"{path} takes no arguments, got {len(args)}")
             elif path == "/sam/state":
-                self._send(sender, pairs_message(path, self.controller.state()))
+                self._reply(sender, pairs_message(path, self.controller.state()))
             else:
-                self._send(sender, _build(path, [("s", json.dumps(self.controller.tree()))]))
+                self._reply(sender, build(path, [("s", json.dumps(self.controller.tree()))]))
             return
         try:
             self.controller.apply(path, args, at_seconds=self._stream_time(tag))
@@ -310,9 +283,9 @@ class OscServer:
             self._refuse(sender, str(error))
             return
         if path == "/sam/status":
-            self._send(sender, pairs_message(path, self.controller.status()))
+            self._reply(sender, pairs_message(path, self.controller.status()))
         elif path == "/sam/subscribe":
-            self._subscribe(sender, bool(args[0]))
+            self._subscribe(sender, args)
 
     def _stream_time(self, tag: float) -> float | None:
         """Stream seconds of a wall-clock time tag; None (now) for "immediately" or the past."""
@@ -331,7 +304,7 @@ class OscServer:
         else:
             if self.token:
                 self._authorised.add(sender[0])
-            self._send(sender, _build("/sam/auth", [("i", 1)]))
+            self._reply(sender, build("/sam/auth", [("i", 1)]))
 
     # -- replies and pushes ------------------------------------------------------------
 
@@ -341,9 +314,15 @@ class OscServer:
         except OSError:
             pass  # a vanished client is not the server's problem
 
+    def _reply(self, sender, data: bytes) -> None:
+        for address in self._destinations.replies(sender):
+            self._send(address, data)
+
     def _send_error(self, sender, reason: str) -> None:
-        if self._errors.take(sender, time.monotonic()):
-            self._send(sender, _build("/sam/error", [("s", reason[:300])]))
+        error, now = build("/sam/error", [("s", reason[:300])]), time.monotonic()
+        for address in self._destinations.replies(sender):
+            if self._errors.take(address, now):  # limited per destination: the reply address hears every sender
+                self._send(address, error)
 
     def _refuse(self, sender, reason: str) -> None:
         self._count_refusal()
@@ -358,18 +337,26 @@ class OscServer:
             log.warning("OSC: refused %d messages in the last %.0f s", self._log_refused, now - self._log_stamp)
             self._log_stamp, self._log_refused = now, 0
 
-    def _subscribe(self, sender, on: bool) -> None:
-        with self._lock:
-            full = on and sender not in self._subscribers and len(self._subscribers) >= MAX_SUBSCRIBERS
-            if not on:
-                self._subscribers.discard(sender)
-            elif not full:
-                self._subscribers.add(sender)
-        if full:
+    def _subscribe(self, sender, args: list) -> None:
+        """``/sam/subscribe i``: the sender; ``/sam/subscribe i s i``: host and port (checked by the controller)."""
+        on = bool(args[0])
+        if len(args) == 1:
+            address = sender
+        else:
+            try:
+                check_destination(args[1], self.token)
+                address = resolve(args[1], int(args[2]), self._sock.family, numeric=True)
+            except ControlError as error:
+                self._refuse(sender, f"/sam/subscribe: {error}")
+                return
+        if not self._destinations.subscribe(address, on):
             self._refuse(sender, f"too many subscribers (at most {MAX_SUBSCRIBERS})")
         elif on:
-            for path, value in self.controller.state().items():
-                self._send(sender, state_message(path, value))
+            self._send_state(address, self.controller.state())
+
+    def _send_state(self, address, state: dict) -> None:
+        for path, value in state.items():
+            self._send(address, state_message(path, value))
 
     def _on_change(self, state: dict) -> None:
         # The controller calls this on whichever thread committed the change, the bridge's
@@ -385,7 +372,7 @@ class OscServer:
                 return
             changed = [path for path, value in state.items() if self._pushed.get(path) != value]
             self._pushed = dict(state)
-            subscribers = list(self._subscribers)
+        subscribers = self._destinations.feedback()
         messages = [state_message(path, state[path]) for path in changed]
         for subscriber in subscribers:
             for message in messages:
@@ -406,28 +393,13 @@ class OscServer:
             if now < deadline:
                 continue
             deadline = deadline + interval if deadline + interval > now else now + interval
-            with self._lock:
-                subscribers = list(self._subscribers)
+            subscribers = self._destinations.feedback()
             if not subscribers:
                 continue
             try:
-                messages = self._meter_messages()
+                messages = meter_messages(self.controller.meters())
             except Exception:
                 continue  # a meter that cannot be read this tick is read the next
             for subscriber in subscribers:
                 for message in messages:
                     self._send(subscriber, message)
-
-    def _meter_messages(self) -> list[bytes]:
-        meters = self.controller.meters()
-        messages = []
-        for key, address in (("target", "/sam/meter/target"), ("residual", "/sam/meter/residual"),
-                             ("confidence", "/sam/confidence")):
-            value = meters.get(key)
-            if value is None or math.isnan(value):
-                continue
-            value = float(value)
-            if key != "confidence":
-                value = max(value, METER_FLOOR_DB)  # silence is -inf dBFS; clients want a number
-            messages.append(_build(address, [("f", value)]))
-        return messages

@@ -11,11 +11,30 @@ from pathlib import Path
 from samstream.stream.engine import ConfigurationError
 
 from .bridge import LiveBridge
-from .control import check_bind
+from .control import ControlError, check_bind, check_port
+from .osc_feedback import check_destination, parse_reply_address
 
 # The audio callback takes the interpreter lock between other threads' bytecodes; Python's
 # default 5 ms switch interval is a whole hop, so hand the lock over more often.
 SWITCH_INTERVAL_SECONDS = 0.0005
+
+
+def listening_port(text: str) -> int:
+    """--osc-port and --ws-port: 0 (any free port, as the benchmarks use) or 1..65535."""
+    try:
+        port = int(text)
+        if port != 0:
+            check_port(port, "the port")
+    except (ValueError, ControlError):
+        raise argparse.ArgumentTypeError(f"must be a port 1..65535 (or 0: any free port), got {text!r}") from None
+    return port
+
+
+def reply_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_reply_address(text)
+    except ControlError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(commands) -> None:
@@ -39,8 +58,12 @@ def register(commands) -> None:
     serve.add_argument("--mode", choices=("extract", "remove"), default="extract")
     serve.add_argument("--host", default="127.0.0.1", help="control address (default loopback)")
     serve.add_argument("--token", help="required by every control client; needed to bind beyond loopback")
-    serve.add_argument("--osc-port", type=int, default=9000)
-    serve.add_argument("--ws-port", type=int, default=9001)
+    serve.add_argument("--osc-port", type=listening_port, default=9000, help="OSC (UDP) port (default 9000)")
+    serve.add_argument("--ws-port", type=listening_port, default=9001,
+                       help="WebSocket and control page (TCP) port (default 9001)")
+    serve.add_argument("--osc-reply", metavar="[HOST:]PORT", type=reply_address,
+                       help="fixed address that gets every OSC reply, /sam/error, state change and meter, "
+                            "e.g. 9002 (loopback) for oscdump or a DAW's feedback port; another host needs --token")
     serve.add_argument("--no-control", action="store_true", help="no OSC or WebSocket server")
     serve.add_argument("--max-latency-ms", type=float, default=25.0, help="cap on the total latency (ms)")
     serve.add_argument("--judge", help="judge folder for the live confidence (default: the bundled model's judge/)")
@@ -107,6 +130,8 @@ def start_video(arguments: argparse.Namespace, bridge: LiveBridge) -> None:
 def run(arguments: argparse.Namespace) -> int:
     if not arguments.no_control:
         check_bind(arguments.host, arguments.token)
+        if arguments.osc_reply:
+            check_destination(arguments.osc_reply[0], arguments.token)
     if not 1 <= arguments.block <= 4096:
         raise ConfigurationError(f"--block must be 1..4096, got {arguments.block}")
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
@@ -138,7 +163,8 @@ def run(arguments: argparse.Namespace) -> int:
         if not arguments.no_control:
             from .osc_server import OscServer
             from .ws_server import WebSocketServer
-            servers = [OscServer(bridge.controller, arguments.host, arguments.osc_port, arguments.token),
+            servers = [OscServer(bridge.controller, arguments.host, arguments.osc_port, arguments.token,
+                                 reply_to=arguments.osc_reply),
                        WebSocketServer(bridge.controller, arguments.host, arguments.ws_port, arguments.token)]
             for server in servers:
                 server.start()

@@ -41,6 +41,7 @@ from samstream.plugin_host.control import (
     Controller,
     TokenBucket,
     check_bind,
+    listen_error,
     token_matches,
 )
 
@@ -127,7 +128,8 @@ class WebSocketServer:
         if self._failure is not None:
             self._thread.join()
             self._thread = None
-            raise OSError(f"cannot listen on {self.host}:{self._requested_port}: {self._failure}") from self._failure
+            raise listen_error("WebSocket and the control page", self.host, self._requested_port,
+                               self._failure) from self._failure
         self._remove_listener = self.controller.add_listener(self._on_change)
         return self
 
@@ -289,6 +291,8 @@ class WebSocketServer:
         args = [] if value is None else list(value) if isinstance(value, list) else [value]
         self.controller.apply(path, args)  # validates everything; raises before any change
         if path == "/sam/subscribe":
+            if len(args) != 1:  # a host and port are for OSC feedback; here the connection is the subscriber
+                raise ControlError("/sam/subscribe over WebSocket takes one value, 0 or 1, for this connection")
             if args[0] not in (0, 1):
                 raise ControlError(f"/sam/subscribe must be 0 or 1, got {args[0]}")
             client.subscribed = bool(args[0])

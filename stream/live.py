@@ -20,6 +20,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import lcm
@@ -65,6 +66,32 @@ class LiveStats:
     hop_ms_p50: float
     hop_ms_p99: float
     hop_ms_max: float
+    misses_per_minute: float  # over the last minute of stream; 0 only when none were missed in it
+
+
+class RecentRate:
+    """Events a minute over the last ``window_s`` seconds, from a running total read now and then.
+
+    A total since start hides whether the trouble is now or an hour ago; this keeps one
+    reading a second and compares with the newest reading at least a window old. Before a
+    whole window has streamed, the events so far count over a whole window (no extrapolation
+    of a start-up burst). Safe to call from several threads.
+    """
+
+    def __init__(self, window_s: float = 60.0):
+        self.window_s = window_s
+        self._readings: deque[tuple[float, int]] = deque([(0.0, 0)])
+        self._lock = threading.Lock()
+
+    def per_minute(self, seconds: float, total: int) -> float:
+        with self._lock:
+            readings = self._readings
+            if seconds - readings[-1][0] >= 1.0:
+                readings.append((seconds, total))
+            while len(readings) > 1 and readings[1][0] <= seconds - self.window_s:
+                readings.popleft()  # the oldest kept reading is the newest at least a window old
+            then, total_then = readings[0]
+        return 60.0 * (total - total_then) / max(seconds - then, self.window_s)
 
 
 # The lowest real-time priority: below JACK's threads (its clients' process threads run at
@@ -167,6 +194,7 @@ class LiveProcessor(HostBlockTiming):
         self._timings = np.zeros(TIMING_SLOTS, np.int64)
         self._hops = 0
         self._slowest = 0
+        self._miss_rate = RecentRate()
         self.warmup_ms = self._warm_up()
         self.safety = self._choose_safety()
         self._callback = make_callback_state(channels, self.max_block, hop, self.latency_samples,
@@ -363,8 +391,10 @@ class LiveProcessor(HostBlockTiming):
         count = min(self._hops, TIMING_SLOTS)
         times = self._timings[:count] / 1e6 if count else np.zeros(1)
         tallies = self._callback.tallies
+        misses = int(self._callback.counters[MISSES])
+        seconds = self.stream_samples() / self.sample_rate if self.sample_rate else 0.0
         return LiveStats(
-            hops=self._hops, misses=int(self._callback.counters[MISSES]),
+            hops=self._hops, misses=misses, misses_per_minute=self._miss_rate.per_minute(seconds, misses),
             non_finite_samples=int(tallies[NON_FINITE]),
             clipped_samples=int(tallies[CLIPPED]),
             first_miss_sample=int(self._callback.counters[FIRST_MISS]),

@@ -145,6 +145,47 @@ def test_the_bridge_reports_the_judges_confidence_in_status_meters_and_osc(encod
         bridge.stop()
 
 
+def test_a_silent_window_reads_unknown_and_the_next_sound_is_judged_afresh(judge_dir, example):
+    live = LiveJudge(judge_dir)
+    live.configure(RATE, CROSSFADE)
+    live.set_prompt(np.random.default_rng(2).standard_normal(384).astype(np.float32))
+    stream_into(live, example, 0.5 * example)
+    assert live.judge_once() is not None
+    window = live.judge.config.window_samples
+    whole_hops = -(-window // HOP) * HOP
+    silence = np.zeros((1, whole_hops), np.float32)
+    stream_into(live, silence, silence)
+    assert live.judge_once() is None and live.confidence is None
+    quiet = 10 ** (-90 / 20) * example[:, :whole_hops] / np.sqrt(np.mean(example[:, :whole_hops] ** 2))
+    stream_into(live, quiet, quiet)  # -90 dBFS is quiet, not silent: judged
+    expected = Judge(judge_dir).judge(quiet[0, -window:], quiet[0, -window:], live._embedding).score_db
+    assert live.judge_once() == pytest.approx(expected, abs=1e-5)  # not smoothed with a score from before
+
+
+def test_digital_silence_through_the_bridge_reads_unknown_in_status_meters_and_osc(encoder):
+    """The shipped judge on the real bridge: a prompt, then nothing but zeros at the input."""
+    bridge = LiveBridge(threaded=False, host_block=128, text_encoder=encoder)
+    bridge.judge.interval_s = 3600.0  # judged by hand below
+    bridge.configure(1)
+    bridge.start()
+    try:
+        bridge.controller.apply("/sam/prompt/text", ["speech"])
+        bridge.settle()
+        run_bridge(bridge, np.zeros((1, 4 * RATE), np.float32))
+        assert bridge.judge.judge_once() is None
+        assert bridge.status()["confidence"] is None and bridge.status()["confidence_db"] is None
+        assert bridge.meters()["confidence"] is None
+        with OscServer(bridge.controller, port=0) as server:
+            client = Client(server.port)
+            try:
+                client.send("/sam/subscribe", 1)
+                assert client.expect("/sam/confidence") == []  # "unknown": no number
+            finally:
+                client.close()
+    finally:
+        bridge.stop()
+
+
 def test_the_bridge_runs_without_a_judge_and_says_so(encoder, example, tmp_path):
     bridge = LiveBridge(threaded=False, host_block=128, text_encoder=encoder, judge_dir=tmp_path)
     bridge.configure(1)

@@ -175,7 +175,8 @@ def test_subscription_pushes_state_changes_and_meters(client, controller, record
     targets = [args for path, args in meters if path == "/sam/meter/target"]
     assert len(targets) >= 8 and targets[0] == [-20.0]
     assert sum(path == "/sam/meter/residual" for path, _ in meters) >= 8
-    assert not any(path == "/sam/confidence" for path, _ in meters)  # None is not sent
+    # Not known (None) is sent without arguments, so that a display drops its last number.
+    assert [args for path, args in meters if path == "/sam/confidence"][:1] == [[]]
 
     recording_target.meters = lambda: {"target": float("-inf"), "residual": -3.0, "confidence": 0.75}
     assert client.expect("/sam/confidence") == [0.75]
