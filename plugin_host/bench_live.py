@@ -101,10 +101,12 @@ class Player:
     def recorded_at(self) -> int:
         return int(self.control[RECORDED])
 
-    def activate(self) -> None:
+    def activate(self, inputs: int = 1) -> None:
+        """Plays into samstream's first ``inputs`` ports, records its first output."""
         self.client.activate()
         self.recorder.activate()
-        self.client.connect(self.out, "samstream:in_1")
+        for index in range(inputs):
+            self.client.connect(self.out, f"samstream:in_{index + 1}")
         self.recorder.connect("samstream:out_1", self.inp)
 
     def close(self) -> None:

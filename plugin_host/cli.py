@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--live", action="store_true", help="the live bridge on a JACK dummy server, measured")
     bench.add_argument("--model", help="model folder (default: the bundled model)")
     bench.add_argument("--steps", type=int, help="--live: flow steps per hop")
+    bench.add_argument("--soak", type=float, metavar="SECONDS",
+                       help="--live: run serve as shipped this long with a prompt and count misses per minute")
+    bench.add_argument("--load", type=int, default=0, metavar="N", help="--live --soak: N busy processes beside it")
+    bench.add_argument("--serve-options", default="", metavar="'OPTIONS'",
+                       help="--live --soak: options added to serve's own defaults, e.g. '--no-judge'")
     bench.add_argument("--device", choices=("cpu", "cuda", "auto"),
                        help="--live: time the engine on this device instead of the JACK bridge: per-hop compute "
                             "and how many 48 kHz streams fit in one model call per hop (cuda needs samstream[gpu])")
@@ -74,6 +79,8 @@ def run(arguments: argparse.Namespace) -> int:
             from .bench_compare import compare
             print(compare(*arguments.compare))
             return 0
+        if (arguments.soak is not None or arguments.load or arguments.serve_options) and not arguments.live:
+            raise ValueError("--soak, --load and --serve-options go with --live (samstream bench --live --soak 600)")
         if arguments.device and not arguments.live:
             raise ValueError("--device goes with --live (samstream bench --live --device cuda)")
         if not (arguments.kernels or arguments.live):
@@ -88,6 +95,9 @@ def run(arguments: argparse.Namespace) -> int:
             from .bench_streams import run_stream_bench
             run_stream_bench(arguments.out or "bench_out", arguments.device, arguments.streams, arguments.model,
                              arguments.steps, arguments.threads, arguments.seconds)
+        elif arguments.live and arguments.soak is not None:
+            from .bench_soak import run_soak_bench
+            run_soak_bench(arguments.out or "bench_out", arguments.soak, arguments.load, arguments.serve_options)
         elif arguments.live:
             from .bench_live import run_live_bench
             run_live_bench(arguments.out or "bench_out", arguments.seconds, arguments.model, arguments.steps)
