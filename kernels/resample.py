@@ -1,4 +1,4 @@
-"""Streaming polyphase FIR resampling between 16000, 44100 and 48000 Hz.
+"""Streaming polyphase FIR resampling between any two whole sample rates (8 kHz to 384 kHz).
 
 The rate ratio is reduced by its gcd to ``up / down`` (48000 -> 44100 is
 147/160). One Kaiser-windowed sinc prototype is designed at ``in_rate * up``
@@ -6,8 +6,10 @@ with its passband edge at 0.9 and its stopband edge at 1.0 of the lower
 Nyquist frequency and 85 dB of design attenuation (the realised stopband is
 at least 84 dB, the passband ripple under 0.001 dB), so nothing above the
 output's Nyquist frequency aliases back audibly. It is then split into ``up``
-phases of ``taps`` coefficients each (about 100 to 300 multiply-adds per
-output sample and channel).
+phases of ``taps`` coefficients each (about 100 multiply-adds per output sample
+and channel, times the ratio of the input rate to the lower of the two). A
+ratio that reduces to large numbers (44101/48000) would need millions of
+coefficients and is refused.
 
 Streaming: the state keeps the last ``taps - 1`` input samples of every
 channel and the position of the next output on the input's time axis, so
@@ -20,6 +22,10 @@ Delay: the half-length of the prototype is made a multiple of ``down``, so the
 group delay is a whole number of output samples, ``state.delay_out``: output
 sample ``m`` carries the input signal at output time ``m - delay_out``. The
 first ``delay_out`` outputs are the filter's warm-up on zero history.
+``extra_delay_ticks`` lengthens the half (``delay_ticks``, in ticks of
+``1 / (in_rate * up)`` s) beyond that: a pair of resamplers through a fixed
+delay between them can so make their total delay a whole number of samples at
+either end, though each one alone then delays by a fraction of a sample.
 
 Equal input and output rates are accepted and give an exact copy with no
 delay, so callers need no special case.
@@ -31,7 +37,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-SUPPORTED_RATES = (16000, 44100, 48000)
+MIN_RATE, MAX_RATE = 8000, 384000
+# Coefficients of one prototype; 44.1 <-> 48 kHz needs about 17 000, 192 -> 44.1 kHz 69 000.
+MAX_PROTOTYPE = 1 << 20
 
 # 85 dB rather than 80: Kaiser's length formula is an estimate that lands a
 # fraction of a dB short of its target, and 80 dB is the promised minimum.
@@ -51,10 +59,12 @@ class ResamplerState(NamedTuple):
     out_rate: int
     up: int
     down: int
-    delay_out: int  # group delay in output samples
+    delay_out: int  # group delay in whole output samples (exact unless extra_delay_ticks was given)
+    delay_ticks: int  # group delay in ticks of 1 / (in_rate * up) s: the prototype's half-length
 
 
-def _design_prototype(in_rate, out_rate, up, down):
+def _prototype_half(in_rate, out_rate, up, down):
+    """Half-length of the prototype (a multiple of ``down``), its cutoff and Kaiser beta."""
     rate_up = in_rate * up
     nyquist = min(in_rate, out_rate) / 2.0
     f_pass = _PASS_EDGE * nyquist
@@ -65,26 +75,39 @@ def _design_prototype(in_rate, out_rate, up, down):
     length = ceil((_ATTENUATION_DB - 7.95) / (2.285 * transition)) + 1
     # Rounding the half-length up to a multiple of `down` puts the group
     # delay on the output grid, so latency is an integer number of samples.
-    half = ceil((length - 1) / 2 / down) * down
+    return ceil((length - 1) / 2 / down) * down, cutoff, beta
+
+
+def _design_prototype(half, cutoff, beta):
     k = np.arange(-half, half + 1, dtype=np.float64)
     h = 2.0 * cutoff * np.sinc(2.0 * cutoff * k) * np.kaiser(2 * half + 1, beta)
-    return h / h.sum(), half // down
+    return h / h.sum()
 
 
-def make_resampler_state(in_rate, out_rate, channels):
+def _check_whole(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number in {low}..{high}, got {value!r}.")
+
+
+def make_resampler_state(in_rate, out_rate, channels, extra_delay_ticks=0):
     """Design the filter and allocate history for ``channels`` channels."""
-    for name, rate in (("in_rate", in_rate), ("out_rate", out_rate)):
-        if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate not in SUPPORTED_RATES:
-            raise ValueError(f"{name} must be one of {SUPPORTED_RATES} Hz, got {rate!r}.")
+    _check_whole("in_rate (Hz)", in_rate, MIN_RATE, MAX_RATE)
+    _check_whole("out_rate (Hz)", out_rate, MIN_RATE, MAX_RATE)
     if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
         raise ValueError(f"channels must be a positive integer, got {channels!r}.")
     in_rate, out_rate, channels = int(in_rate), int(out_rate), int(channels)
     g = gcd(in_rate, out_rate)
     up, down = out_rate // g, in_rate // g
-    if up == down:
-        prototype, delay = np.ones(1), 0
+    _check_whole("extra_delay_ticks", extra_delay_ticks, 0, MAX_PROTOTYPE // 2)
+    if up == down and not extra_delay_ticks:
+        prototype, half = np.ones(1), 0
     else:
-        prototype, delay = _design_prototype(in_rate, out_rate, up, down)
+        half, cutoff, beta = (0, 0.5, 0.0) if up == down else _prototype_half(in_rate, out_rate, up, down)
+        half += int(extra_delay_ticks)
+        if 2 * half + 1 > MAX_PROTOTYPE:
+            raise ValueError(f"{in_rate} Hz -> {out_rate} Hz reduces to {up}/{down}, which needs a filter of "
+                             f"{2 * half + 1} coefficients (at most {MAX_PROTOTYPE}): use a common rate.")
+        prototype = _design_prototype(half, cutoff, beta)
     taps = -(-prototype.size // up)
     padded = np.zeros(taps * up)
     padded[: prototype.size] = prototype
@@ -100,7 +123,8 @@ def make_resampler_state(in_rate, out_rate, channels):
         out_rate=out_rate,
         up=up,
         down=down,
-        delay_out=delay,
+        delay_out=half // down,
+        delay_ticks=half,
     )
 
 

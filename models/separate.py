@@ -8,8 +8,8 @@ Two paths, the same numbers:
   causal attention sees ``context_frames`` back per layer, so a chunk preceded by
   ``depth * context_frames`` frames of its past computes exactly what the stream does:
   the chunks have no seams. Noise is drawn in the stream's order, so both paths agree.
-Audio at 44.1 or 16 kHz is resampled to the model's 48 kHz by the project's polyphase
-kernel and back, each stage's delay removed.
+Audio at any other rate (16 to 192 kHz) is resampled to the model's 48 kHz by the project's
+polyphase kernel and back, each stage's delay removed.
 """
 from __future__ import annotations
 

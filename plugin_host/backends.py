@@ -103,11 +103,12 @@ class JackBackend:
         except jack.JackOpenError:
             raise ConfigurationError("no JACK server is running (start one, e.g. `jackd -d dummy -r 48000 "
                                      "-p 128`)") from None
-        if self.client.samplerate != bridge.sample_rate:
+        # Read before anything can close the client: libjack answers 0 for a closed one.
+        self.sample_rate, self.block = self.client.samplerate, self.client.blocksize
+        if self.sample_rate <= 0 or self.block <= 0:
             self.client.close()
-            raise ConfigurationError(f"the JACK server runs at {self.client.samplerate} Hz; the model needs "
-                                     f"{bridge.sample_rate} Hz")
-        self.block = self.client.blocksize
+            raise ConfigurationError(f"the JACK server reports {self.sample_rate} Hz and {self.block}-frame periods: "
+                                     f"it is not running a usable driver (restart it)")
         self.inports = [self.client.inports.register(f"in_{index + 1}") for index in range(channels)]
         self.outports = [self.client.outports.register(f"out_{index + 1}") for index in range(channels)]
         self._in = np.zeros((channels, self.block), np.float32)
@@ -122,7 +123,8 @@ class JackBackend:
         bridge.backend_name = self.name
 
     def prepare(self) -> None:
-        self.bridge.configure(self.channels)
+        # Another rate than the model's is converted inside the live path (stream.rate_convert).
+        self.bridge.configure(self.channels, self.sample_rate)
         self.bridge.start()
         if self.native:
             from .jack_native import NativeJackCallback, jack_address

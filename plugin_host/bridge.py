@@ -117,7 +117,8 @@ class LiveBridge:
 
     @property
     def sample_rate(self) -> int:
-        return self.config.stft.sample_rate
+        """The backend's rate: the model's until ``configure`` is given another (it is converted)."""
+        return self.processor.host_rate or self.config.stft.sample_rate
 
     @property
     def latency_samples(self) -> int:
@@ -130,8 +131,8 @@ class LiveBridge:
         return 1000.0 * self.latency_samples / self.sample_rate
 
     def configure(self, channels: int, sample_rate: int | None = None) -> None:
-        rate = sample_rate or self.sample_rate
-        self.processor.configure(rate, channels)
+        self.processor.configure(sample_rate or self.config.stft.sample_rate, channels)
+        rate = self.processor.sample_rate  # the model's: prompts and the judge keep time in its samples
         self.prompts.configure(rate, channels)
         self._visual.restart()
         if self.judge is not None:
@@ -312,7 +313,7 @@ class LiveBridge:
             "variant": self.model.active.variant,
             "mode": self._mix.mode,
             "backend": self.backend_name,
-            "sample_rate": self.processor.sample_rate,
+            "sample_rate": self.sample_rate,
             "channels": self.processor.channels,
             "stream_seconds": round(self.stream_seconds(), 3),
             "visual": self._visual.status(),

@@ -1,4 +1,4 @@
-"""A JACK server of our own: `jackd -d dummy` at 48 kHz, 128-frame periods, under its own name (tests, bench)."""
+"""A JACK server of our own: `jackd -d dummy` at 48 kHz (or another rate), 128-frame periods, under its own name."""
 from __future__ import annotations
 
 import os
@@ -13,12 +13,12 @@ RATE = 48000
 
 
 @contextmanager
-def dummy_jack(name: str) -> Iterator[dict]:
+def dummy_jack(name: str, rate: int = RATE) -> Iterator[dict]:
     """Start a named dummy JACK server; yields the environment that points clients at it."""
     if shutil.which("jackd") is None:
         raise RuntimeError("jackd is not installed (scripts/setup.sh installs jackd2)")
     environment = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
-    process = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+    process = subprocess.Popen(["jackd", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(PERIOD)],
                                env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20

@@ -19,7 +19,7 @@ def parse_span(text: str):
 
 def register(commands) -> None:
     separate = commands.add_parser("separate", help="separate a file by a text and/or span prompt")
-    separate.add_argument("input", help="audio file (wav, flac, ogg; 16, 44.1 or 48 kHz; any channel count)")
+    separate.add_argument("input", help="audio file (wav, flac, ogg; any rate, e.g. 22.05 to 192 kHz; any channels)")
     separate.add_argument("--text", default="", help='what to separate, e.g. "dog barking"')
     separate.add_argument("--span", action="append", type=parse_span, default=[], metavar="A:B",
                           help="seconds where the target sounds (repeatable)")

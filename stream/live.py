@@ -13,6 +13,11 @@ is late anyway is a counted miss, bridged by the dry signal (``kernels.live``).
 
 ``threaded=False`` runs the same path without the thread: ``process`` runs the due hops
 itself (file rendering faster than real time; no safety buffer is needed then).
+
+A host rate the engine does not run at is converted on the worker (``stream.rate_convert``):
+the callback and the latency are the host's, and ``sample_rate``, ``stream_samples`` and the
+hop hook's position are the model's, so whatever keeps time by the model's hops stays in one
+unit.
 """
 from __future__ import annotations
 
@@ -40,11 +45,13 @@ from samstream.kernels.live import (
     make_mix_state,
     mix_hop,
 )
-from samstream.kernels.ring import CLIPPED, NON_FINITE, ring_available, ring_read, ring_write
+from samstream.kernels.rate_convert import deliver_hop, make_conversion_state, next_hop
+from samstream.kernels.ring import CLIPPED, NON_FINITE, make_ring_state, ring_available, ring_read, ring_write
 
 from . import debug
 from .engine import ConfigurationError, Engine
-from .scheduler import HostBlockTiming
+from .rate_convert import RateConversion
+from .scheduler import HostBlockTiming, buffer_delay
 
 # Per-hop times kept for the percentiles: the last ~44 s at a 256-sample hop. Few enough
 # that a status request sorts them in well under a hop.
@@ -157,8 +164,11 @@ class LiveProcessor(HostBlockTiming):
         self.requested_safety = safety
         self.input_limit = input_limit
         self.hop_hook = hop_hook
-        self.sample_rate = 0
+        self.sample_rate = 0  # the engine's rate
+        self.host_rate = 0  # the callback's rate
         self.channels = 0
+        self._conversion: RateConversion | None = None
+        self._buffer_delay = 0
         self.safety = 0
         self._thread: threading.Thread | None = None
         self.realtime_priority = False  # whether the worker got real-time scheduling
@@ -170,20 +180,39 @@ class LiveProcessor(HostBlockTiming):
 
     @property
     def latency_samples(self) -> int:
-        return self.engine.latency_samples + self.buffer_delay + self.safety
+        """In host samples: the engine (and any rate conversion), the buffer delay, the safety buffer."""
+        return self._path_delay + self.buffer_delay + self.safety
+
+    @property
+    def _path_delay(self) -> int:
+        return self.engine.latency_samples if self._conversion is None else self._conversion.delay
+
+    @property
+    def buffer_delay(self) -> int:
+        return self._buffer_delay
 
     @property
     def latency_ms(self) -> float:
-        return 1000.0 * self.latency_samples / self.sample_rate if self.sample_rate else 0.0
+        return 1000.0 * self.latency_samples / self.host_rate if self.host_rate else 0.0
+
+    def _model_rate_for(self, host_rate: int) -> int:
+        supported = self.engine.supported_sample_rates
+        return host_rate if supported is None or host_rate in supported else supported[0]
 
     def configure(self, sample_rate: int, channels: int) -> None:
         """Make every buffer, warm every shape up, size the safety buffer. Not while running."""
         if self._running:
             raise ConfigurationError("stop the stream before configuring it again")
         engine = self.engine
-        engine.configure(sample_rate, self.max_block, channels)
-        self.sample_rate, self.channels = sample_rate, channels
+        model_rate = self._model_rate_for(sample_rate)
+        engine.configure(model_rate, self.max_block, channels)
+        self.sample_rate, self.host_rate, self.channels = model_rate, sample_rate, channels
         hop = self.hop
+        self._conversion = None if model_rate == sample_rate else \
+            RateConversion(sample_rate, model_rate, channels, hop, engine.latency_samples, self.max_block)
+        self._buffer_delay = buffer_delay(hop, self.host_block) if self._conversion is None else \
+            self._conversion.buffer_delay(self.host_block)
+        host_hop = hop if self._conversion is None else self._conversion.host_hop
         self._hop_in = np.zeros((channels, hop), np.float32)
         self._target = np.zeros((channels, hop), np.float32)
         self._dry = np.zeros((channels, hop), np.float32)
@@ -197,10 +226,11 @@ class LiveProcessor(HostBlockTiming):
         self._miss_rate = RecentRate()
         self.warmup_ms = self._warm_up()
         self.safety = self._choose_safety()
-        self._callback = make_callback_state(channels, self.max_block, hop, self.latency_samples,
+        self._callback = make_callback_state(channels, self.max_block, host_hop, self.latency_samples,
                                              self.buffer_delay + self.safety, self.input_limit)
+        # The mix runs at the host's rate (after the way back when the rates differ).
         n_fade = max(1, round(self.crossfade_ms * sample_rate / 1000))
-        self._mix = make_mix_state(n_fade, hop, sample_rate)
+        self._mix = make_mix_state(n_fade, host_hop, sample_rate)
         self._touch_kernels()
         engine.reset()
         self._hops = 0
@@ -226,24 +256,30 @@ class LiveProcessor(HostBlockTiming):
         needed_ms = 3.0 * float(np.percentile(self.warmup_ms[WARMUP_HOPS // 4:], 99)) + 1.0
         if self.host_block is None:
             # Any block size may come: plan for the largest.
-            return self.max_block + -(-int(needed_ms * self.sample_rate / 1000) // 32) * 32
-        block, hop, floor = self.host_block, self.hop, self.engine.latency_samples
-        budget = None if self.max_latency_ms is None else int(self.max_latency_ms * self.sample_rate / 1000)
+            return self.max_block + -(-int(needed_ms * self.host_rate / 1000) // 32) * 32
+        block, hop, floor = self.host_block, self.hop, self._path_delay
+        budget = None if self.max_latency_ms is None else int(self.max_latency_ms * self.host_rate / 1000)
+        if budget is not None and self._conversion is not None:
+            # The cap is on the model's own path: converting the rate adds its filters and the
+            # hops' misalignment with the blocks on top (2-3 ms).
+            own_path = (self.engine.latency_samples + hop - 1) * self.host_rate // self.sample_rate
+            budget += max(0, floor + self.buffer_delay - own_path)
         first = self.buffer_delay + 1
         best, best_slack = None, 0
         last = first + hop + 8 * block if budget is None else budget - floor
+        slack_of = (lambda prefill: worst_slack(prefill, block, hop)) if self._conversion is None \
+            else (lambda prefill: self._conversion.worst_slack(prefill, block))
         for prefill in range(first, last + 1):
-            slack = worst_slack(prefill, block, hop)
+            slack = slack_of(prefill)
             if slack > best_slack:
                 best, best_slack = prefill, slack
-                if slack * block * 1000 / self.sample_rate >= needed_ms:
+                if slack * block * 1000 / self.host_rate >= needed_ms:
                     break
         if best is None:
-            shortest = next(prefill for prefill in range(first, first + hop + 2 * block)
-                            if worst_slack(prefill, block, hop) >= 1)
+            shortest = next(prefill for prefill in range(first, first + 2 * hop + 2 * block) if slack_of(prefill) >= 1)
             raise ConfigurationError(
                 f"a latency cap of {self.max_latency_ms:g} ms is below what this model and block "
-                f"need ({1000 * (floor + shortest) / self.sample_rate:.1f} ms)")
+                f"need ({1000 * (floor + shortest) / self.host_rate:.1f} ms)")
         return best - self.buffer_delay
 
     def _touch_kernels(self) -> None:
@@ -261,6 +297,14 @@ class LiveProcessor(HostBlockTiming):
         glide_to(1.0, 0.0, 0.0, self._mix)
         mix_hop(self._dry, self._target, self._mixed, self._mix)
         delay_hop(self._hop_in, self._dry, self._dry_line, self._dry_position)
+        if self._conversion is not None:
+            # A scratch conversion of the same rates compiles the worker's kernels for the real one.
+            conversion = self._conversion
+            scratch_state = make_conversion_state(conversion.host_rate, conversion.model_rate, channels, self.hop, 8,
+                                                  0, 4)
+            next_hop(scratch.input_ring, self._hop_in, scratch_state)
+            deliver_hop(self._target, make_ring_state(3 * channels, 2 * conversion.host_hop), self._mix,
+                        scratch_state)
         self._mix.position[0] = self._mix.n_fade
         self._mix.meters[:] = 0.0
         self._dry_line[:] = 0.0
@@ -296,12 +340,17 @@ class LiveProcessor(HostBlockTiming):
         """Run every hop whose input is complete; returns how many ran."""
         ran = 0
         state = self._callback
-        hop = self.hop
-        while ring_available(state.input_ring) >= hop:
-            ring_read(self._hop_in, state.input_ring)
+        conversion = None if self._conversion is None else self._conversion.state
+        while True:
+            if conversion is None:
+                if ring_available(state.input_ring) < self.hop:
+                    break
+                ring_read(self._hop_in, state.input_ring)
+            elif not next_hop(state.input_ring, self._hop_in, conversion):
+                break
             start = time.perf_counter_ns()
             if self.hop_hook is not None:
-                self.hop_hook(int(state.counters[PUSHED]))
+                self.hop_hook(self.stream_samples())
             if self._pending_weights is not None:
                 with self._weights_lock:
                     dry, target, residual, safe = self._pending_weights
@@ -310,9 +359,12 @@ class LiveProcessor(HostBlockTiming):
                 state.settings[0] = safe
             self.engine.process(self._hop_in, self._target)
             delay_hop(self._hop_in, self._dry, self._dry_line, self._dry_position)
-            mix_hop(self._dry, self._target, self._mixed, self._mix)
             # A full ring means the callback stopped reading: the hop is dropped rather than waited on.
-            ring_write(self._mixed, state.output_ring)
+            if conversion is None:
+                mix_hop(self._dry, self._target, self._mixed, self._mix)
+                ring_write(self._mixed, state.output_ring)
+            else:
+                deliver_hop(self._target, state.output_ring, self._mix, conversion)
             elapsed = time.perf_counter_ns() - start
             self._timings[self._hops % TIMING_SLOTS] = elapsed
             if elapsed > self._slowest:
@@ -385,7 +437,11 @@ class LiveProcessor(HostBlockTiming):
     # reporting ----------------------------------------------------------------------
 
     def stream_samples(self) -> int:
-        return int(self._callback.counters[PUSHED]) if self.channels else 0
+        """Samples into the stream at the model's rate (the host's, converted, when they differ)."""
+        return self._in_model_samples(int(self._callback.counters[PUSHED])) if self.channels else 0
+
+    def _in_model_samples(self, host_samples: int) -> int:
+        return host_samples if host_samples < 0 else host_samples * self.sample_rate // self.host_rate
 
     def stats(self) -> LiveStats:
         count = min(self._hops, TIMING_SLOTS)
@@ -397,8 +453,8 @@ class LiveProcessor(HostBlockTiming):
             hops=self._hops, misses=misses, misses_per_minute=self._miss_rate.per_minute(seconds, misses),
             non_finite_samples=int(tallies[NON_FINITE]),
             clipped_samples=int(tallies[CLIPPED]),
-            first_miss_sample=int(self._callback.counters[FIRST_MISS]),
-            last_miss_sample=int(self._callback.counters[LAST_MISS]),
+            first_miss_sample=self._in_model_samples(int(self._callback.counters[FIRST_MISS])),
+            last_miss_sample=self._in_model_samples(int(self._callback.counters[LAST_MISS])),
             stream_samples=self.stream_samples(),
             hop_ms_p50=float(np.percentile(times, 50)), hop_ms_p99=float(np.percentile(times, 99)),
             hop_ms_max=self._slowest / 1e6)

@@ -57,6 +57,21 @@ def test_a_44k_stereo_file_comes_back_at_44k_stereo(model_dir, tmp_path):
     assert rate == 44100 and target.shape == (2, 44100)
 
 
+@pytest.mark.parametrize("rate", [22050, 96000])
+@pytest.mark.parametrize("path", ["--stream", "offline"])
+def test_any_rate_a_file_has_comes_back_at_that_rate(model_dir, tmp_path, rate, path):
+    """22.05 and 96 kHz files were refused ("in_rate must be one of (16000, 44100, 48000)")."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    soundfile.write(tmp_path / "in.wav", tone, rate, subtype="FLOAT")
+    result = separate(str(tmp_path / "in.wav"), "--text", "a tone", "--model", str(model_dir), "-o",
+                      str(tmp_path / "o"), *([path] if path.startswith("--") else []))
+    assert result.returncode == 0, result.stderr
+    target, target_rate = read_audio(tmp_path / "o" / "target.wav")
+    residual, _ = read_audio(tmp_path / "o" / "residual.wav")
+    assert target_rate == rate and target.shape == (1, rate)
+    np.testing.assert_allclose(target + residual, tone[None], atol=1e-5)
+
+
 def test_no_prompt_passes_through_and_says_so(model_dir, tmp_path):
     result = separate("examples/speech_hum.flac", "--model", str(model_dir), "-o", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -121,7 +136,8 @@ def test_spans_become_anchors_and_an_example_embedding(model_dir):
     assert span_prompt(mixture, [SpanPrompt(0.0, 0.1, positive=False)], separator) is None
 
 
-@pytest.mark.parametrize("rates", [(44100, 48000), (16000, 48000), (48000, 44100)])
+@pytest.mark.parametrize("rates", [(44100, 48000), (16000, 48000), (48000, 44100), (22050, 48000),
+                                   (96000, 48000), (48000, 192000), (32000, 48000)])
 def test_rate_changes_keep_a_tone_in_place(rates):
     from_rate, to_rate = rates
     time = np.arange(from_rate) / from_rate
