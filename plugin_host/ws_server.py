@@ -46,7 +46,7 @@ from samstream.plugin_host.control import (
 )
 
 PAGE_PATH = Path(__file__).parent / "assets" / "control.html"
-METER_STATUS_FIELDS = ("latency_ms", "xruns", "misses")
+METER_STATUS_FIELDS = ("latency_ms", "xruns", "misses", "misses_per_minute")
 MAX_CLIENTS = 64
 # A client that stops reading must not grow our memory: pushes (state, meters) skip it
 # once this much is waiting in its socket buffer. Its own replies still apply backpressure.
@@ -323,7 +323,7 @@ class WebSocketServer:
     def _meter_frame(self) -> dict:
         status = self.controller.status()
         frame = {**self.controller.meters(), "op": "meter"}
-        frame["status"] = {name: status.get(name) for name in METER_STATUS_FIELDS}
+        frame["status"] = {name: status[name] for name in METER_STATUS_FIELDS if name in status}
         if isinstance(status.get("visual"), dict):  # a bridge with a video source: live, stalled, ended
             frame["status"]["visual"] = status["visual"].get("state")
         return frame

@@ -115,7 +115,7 @@ def test_page_shows_meters_status_and_pushed_state(page, controller, recording_t
     wait_text(page, "meter-residual-db", "-30.0")
     wait_text(page, "latency", "21.3")
     assert text_of(page, "xruns") == "0" and text_of(page, "misses") == "0"
-    assert text_of(page, "confidence") == "–"
+    wait_text(page, "confidence", "unknown")
     assert "width: 0%" in page.find_element(By.ID, "meter-confidence").get_attribute("style")
     assert "target" in text_of(page, "scope-legend")
     width = page.find_element(By.ID, "meter-target").get_attribute("style")
@@ -182,6 +182,8 @@ def test_page_drives_the_real_live_bridge(browser, tmp_path):
 
     example = Path(__file__).resolve().parents[2] / "examples" / "speech_hum.flac"
     bridge = LiveBridge(host_block=128)
+    frame_requests = []
+    bridge.video_picture = lambda: frame_requests.append(1)  # counted; None: no picture
     backend = FileBackend(bridge, example, tmp_path, realtime=True)
     backend.prepare()
     result = {}
@@ -197,10 +199,11 @@ def test_page_drives_the_real_live_bridge(browser, tmp_path):
             until(browser, lambda: bridge.status()["mode"] == "remove", "the mode never reached the bridge")
             until(browser, lambda: text_of(browser, "meter-target-db") not in ("–", ""), "no live meter")
             # The shipped judge, on the bridge's own rings, drives the confidence meter.
-            until(browser, lambda: text_of(browser, "confidence") not in ("–", ""), "no live confidence")
+            until(browser, lambda: text_of(browser, "confidence") not in ("–", "unknown", ""), "no live confidence")
             assert 0.0 <= float(text_of(browser, "confidence")) <= 1.0
             until(browser, lambda: text_of(browser, "latency").startswith(f"{bridge.processor.latency_ms:.1f}"),
                   f"latency shows {text_of(browser, 'latency')!r}")
+            assert frame_requests == []  # the status says "no video source": the page asks for no frame
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(SCREENSHOT.with_name("web_page_live.png")))
         finally:
