@@ -115,6 +115,9 @@ def make_session(path: Path, threads: int = 1, device: str = "cpu") -> onnxrunti
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Subnormal floats (a fading tail, near-silence) cost a CPU many times a normal one: a hop's time
+    # must not depend on how quiet the input is.
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # ORT raises its own untyped errors for corrupt files

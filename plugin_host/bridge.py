@@ -292,6 +292,7 @@ class LiveBridge:
             "rtf": round(stats.hop_ms_p50 / hop_ms, 4) if hop_ms else 0.0,
             "hop_ms_p50": round(stats.hop_ms_p50, 3),
             "hop_ms_p99": round(stats.hop_ms_p99, 3),
+            "hop_ms_p999": round(stats.hop_ms_p999, 3),
             "hop_ms_max": round(stats.hop_ms_max, 3),
             "hops": stats.hops,
             "non_finite_samples": stats.non_finite_samples,

@@ -72,6 +72,7 @@ class LiveStats:
     last_miss_sample: int
     hop_ms_p50: float
     hop_ms_p99: float
+    hop_ms_p999: float
     hop_ms_max: float
     misses_per_minute: float  # over the last minute of stream; 0 only when none were missed in it
 
@@ -457,7 +458,7 @@ class LiveProcessor(HostBlockTiming):
             last_miss_sample=self._in_model_samples(int(self._callback.counters[LAST_MISS])),
             stream_samples=self.stream_samples(),
             hop_ms_p50=float(np.percentile(times, 50)), hop_ms_p99=float(np.percentile(times, 99)),
-            hop_ms_max=self._slowest / 1e6)
+            hop_ms_p999=float(np.percentile(times, 99.9)), hop_ms_max=self._slowest / 1e6)
 
     def meters_db(self) -> dict[str, float]:
         """Smoothed levels in dBFS (RMS): input, target, residual, output."""

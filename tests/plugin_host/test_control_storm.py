@@ -61,7 +61,7 @@ def served(jack_env):
     finally:
         probe.close()
         process.terminate()
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
         assert process.returncode == 0, err[-2000:]
 
 
