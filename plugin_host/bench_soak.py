@@ -93,7 +93,7 @@ def run_soak_bench(out_dir: str, seconds: float, load: int = 0, serve_options: s
         "seconds": round(elapsed, 1), "load": load, "serve_options": serve_options, "text": text,
         "channels": first["channels"], "sample_rate": RATE, "period": PERIOD,
         "latency_samples": first["latency_samples"], "safety_samples": first["safety_samples"],
-        "worker_realtime": first["worker_realtime"], "judge": first.get("judge_ms") is not None,
+        "worker_realtime": bool(first["worker_realtime"]), "judge": first.get("judge_ms") not in (None, "none"),
         "hops": final["hops"] - baseline["hops"], "misses": misses,
         "misses_per_minute": round(60.0 * misses / elapsed, 2), "worst_minute_misses": max(minutes),
         "xruns": final["xruns"] - baseline["xruns"],
@@ -103,6 +103,9 @@ def run_soak_bench(out_dir: str, seconds: float, load: int = 0, serve_options: s
         "hop_ms_max": final["hop_ms_max"],
         "hop_ms": 1000.0 * 256 / RATE,
         "load_average": os.getloadavg()[0],
+        # (seconds, misses so far, xruns so far, hop p99.9 of the window): where the misses fell.
+        "timeline": [[round(at, 1), count, window["xruns"] - baseline["xruns"], window["hop_ms_p999"]]
+                     for (at, count), window in zip(timeline[1:], windows, strict=True)],
     }
     (out / "soak_results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "soak_report.md").write_text(render_soak_report(results))

@@ -72,8 +72,9 @@ class LiveBridge:
 
     def __init__(self, model_dir: Path | None = None, *, steps: int | None = None, host_block: int | None = None,
                  max_block: int = 4096, threaded: bool = True, crossfade_ms: float = 20.0,
-                 max_latency_ms: float | None = 25.0, threads: int = 1, text_encoder=None, device: str = "cpu",
-                 variant: str = "fp32", judge_dir: Path | None = None, judge: bool = True):
+                 max_latency_ms: float | None = 30.0, threads: int = 1, text_encoder=None, device: str = "cpu",
+                 variant: str = "fp32", judge_dir: Path | None = None, judge: bool = True,
+                 worker_time_ms: float | None = None):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         config, serving = load_serving_config(self.model_dir)
         self.config = config
@@ -94,6 +95,7 @@ class LiveBridge:
                             supported_sample_rates=(config.stft.sample_rate,))
         self.processor = LiveProcessor(engine, host_block=host_block, max_block=max_block, threaded=threaded,
                                        crossfade_ms=crossfade_ms, max_latency_ms=max_latency_ms,
+                                       worker_time_ms=worker_time_ms,
                                        hop_hook=self._before_hop)
         self.controller = Controller(self)
         self._text_encoder = text_encoder
@@ -149,13 +151,13 @@ class LiveBridge:
             self._text_encoder = TextEncoder.load()
         self._text_encoder.encode("warm up")  # loads and plans the encoder before the first prompt
         self.prompts.start(self._text_encoder)
-        self.processor.start()
         if self.judge is not None:
-            self.judge.start()
+            self.judge.start()  # waits for the judging process to load, before the worker runs
+        self.processor.start()
 
     def stop(self) -> None:
         if self.judge is not None:
-            self.judge.stop()
+            self.judge.close()
         self.processor.stop()
         self._visual.stop()
         self.prompts.stop()

@@ -122,15 +122,18 @@ class LivePrompts:
 
     # control side: never waits ----------------------------------------------------------
 
-    def request(self, **changes) -> None:
+    def request(self, **changes) -> int:
+        """Replace the request with these changes; returns its version."""
         with self._request_lock:
-            self._request = replace(self._request, version=self._request.version + 1, **changes)
+            self._request = request = replace(self._request, version=self._request.version + 1, **changes)
         self._wake.set()
+        return request.version
 
     def set_text(self, text: str) -> None:
-        self.request(text=text)
-        self._requested_version = self._request.version
-        self.requested_at, self.applied_at = (time.perf_counter(), self.stream_samples()), None
+        arrived = (time.perf_counter(), self.stream_samples())
+        self.requested_at = self.applied_at = None  # the worker measures nothing until both are set again
+        self._requested_version = self.request(text=text)
+        self.requested_at = arrived
 
     def check_span(self, start: float, stop: float, positive: bool) -> None:
         """Refuse, with the reason, a span that could never take effect; stream seconds, absolute."""

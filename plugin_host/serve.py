@@ -68,7 +68,11 @@ def register(commands) -> None:
                        help="fixed address that gets every OSC reply, /sam/error, state change and meter, "
                             "e.g. 9002 (loopback) for oscdump or a DAW's feedback port; another host needs --token")
     serve.add_argument("--no-control", action="store_true", help="no OSC or WebSocket server")
-    serve.add_argument("--max-latency-ms", type=float, default=25.0, help="cap on the total latency (ms)")
+    serve.add_argument("--worker-time-ms", type=float,
+                       help="the time the worker gets for a hop before a miss; the safety buffer is sized to it "
+                            "(default: from the measured cost of a hop)")
+    serve.add_argument("--max-latency-ms", type=float, default=30.0,
+                       help="cap on the total latency (ms; default 30): the safety buffer is what fits under it")
     serve.add_argument("--judge", help="judge folder for the live confidence (default: the bundled model's judge/)")
     serve.add_argument("--no-judge", action="store_true", help="no live confidence (saves its CPU share)")
     serve.add_argument("--video", help="video source for /sam/prompt/visual/box: a file played in step with the "
@@ -115,6 +119,9 @@ def banner(arguments: argparse.Namespace, backend, bridge: LiveBridge, servers: 
         osc, web = servers
         token = f"?token={arguments.token}" if arguments.token else ""
         line += f", OSC udp://{arguments.host}:{osc.port}, control page http://{arguments.host}:{web.port}/{token}"
+        if arguments.osc_reply:
+            host, port = arguments.osc_reply
+            line += f", OSC feedback to udp://{host}:{port}"
     return line
 
 
@@ -142,6 +149,7 @@ def run(arguments: argparse.Namespace) -> int:
     bridge = LiveBridge(Path(arguments.model) if arguments.model else None, steps=arguments.steps,
                         host_block=host_block_for(arguments), threaded=threaded,
                         crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms,
+                        worker_time_ms=arguments.worker_time_ms,
                         device=arguments.compute_device, variant="int8" if arguments.int8 else "fp32",
                         judge_dir=Path(arguments.judge) if arguments.judge else None, judge=not arguments.no_judge)
     backend = make_backend(arguments, bridge)

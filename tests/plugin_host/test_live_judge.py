@@ -2,6 +2,7 @@
 `/sam/status`, the meters and an OSC subscriber."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -89,19 +90,29 @@ def test_a_prompt_change_is_judged_only_on_what_followed_it(judge_dir, example):
     assert live.judge_once() is None and live.confidence is None
 
 
-def test_the_judge_thread_runs_and_stops(judge_dir, example):
+def test_the_judging_process_judges_the_shared_rings_and_stops(judge_dir, example):
+    """The judge runs in a process of its own (it held the worker's interpreter lock as a thread):
+    what the parent records, it judges; its score comes back through the shared file."""
     live = LiveJudge(judge_dir, interval_s=0.02)
     live.configure(RATE, CROSSFADE)
-    live.set_prompt(np.ones(384, np.float32) / np.sqrt(384))
+    embedding = np.ones(384, np.float32) / np.sqrt(384)
+    live.set_prompt(embedding)
     stream_into(live, example, 0.5 * example)
     live.start()
-    deadline = time.monotonic() + 20
+    assert live._process.pid != os.getpid()
+    deadline = time.monotonic() + 60
     while live.judgements < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
+    judged = live.score_db
     live.stop()
     assert live.judgements >= 3 and live.last_error is None
+    window = live.judge.config.window_samples
+    end = (example.shape[1] // HOP) * HOP
+    expected = Judge(judge_dir).judge(example[0, end - window:end], 0.5 * example[0, end - window:end],
+                                      embedding).score_db
+    assert judged == pytest.approx(expected, abs=1e-4)  # the same window every time: smoothing keeps it
     count = live.judgements
-    time.sleep(0.1)
+    time.sleep(0.2)
     assert live.judgements == count  # stopped for good
 
 
@@ -158,7 +169,7 @@ def test_a_silent_window_reads_unknown_and_the_next_sound_is_judged_afresh(judge
     assert live.judge_once() is None and live.confidence is None
     quiet = 10 ** (-90 / 20) * example[:, :whole_hops] / np.sqrt(np.mean(example[:, :whole_hops] ** 2))
     stream_into(live, quiet, quiet)  # -90 dBFS is quiet, not silent: judged
-    expected = Judge(judge_dir).judge(quiet[0, -window:], quiet[0, -window:], live._embedding).score_db
+    expected = Judge(judge_dir).judge(quiet[0, -window:], quiet[0, -window:], live.shared.embedding).score_db
     assert live.judge_once() == pytest.approx(expected, abs=1e-5)  # not smoothed with a score from before
 
 

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -79,11 +80,18 @@ def test_oscsend_prompts_and_refusals_reach_oscdump_through_the_live_bridge(tmp_
         try:
             banner = process.stdout.readline()
             assert "latency" in banner, banner + process.stderr.read()[-2000:]
+            assert f"OSC feedback to udp://127.0.0.1:{dump.port}" in banner
             assert dump.wait_for("/sam/prompt/text") == 's ""'
             oscsend(osc_port, "/sam/prompt/text", "s", "speech")
             dump.wait_for("/sam/prompt/text", '"speech"')
             oscsend(osc_port, "/sam/mix", "f", "5")
             assert "/sam/mix must be within 0..1" in dump.wait_for("/sam/error")
+            refused = len(dump.lines)
+            oscsend(osc_port, "/sam/prompt/span", "ff", "0", "100000")  # ends far in the future: refused
+            assert "the stream is at" in dump.wait_for("/sam/error", since=refused)
+            time.sleep(2.0)  # the file plays in real time: let 2 s of it into the history
+            oscsend(osc_port, "/sam/prompt/span", "ff", "-1.5", "-0.5")  # the last second but one: taken
+            dump.wait_for("/sam/prompt/spans", '"positive": true')
             cleared = len(dump.lines)
             oscsend(osc_port, "/sam/prompt/clear")
             assert dump.wait_for("/sam/prompt/text", since=cleared) == 's ""'

@@ -210,3 +210,26 @@ def test_the_safety_buffer_buys_whole_periods_and_no_wasted_samples():
     prefill = processor.buffer_delay + processor.safety
     assert prefill % 128 == 0, "samples short of a whole period add latency and no time"
     assert processor.latency_samples <= 1200
+
+
+@pytest.mark.parametrize("worker_ms", [4.0, 8.0, 11.0])
+def test_the_safety_buffer_gives_the_worker_the_time_asked_for_in_whole_periods(worker_ms):
+    from samstream.stream.live import worst_slack
+    processor = LiveProcessor(StftEngine(1024, 256), host_block=128, max_latency_ms=60, worker_time_ms=worker_ms)
+    processor.configure(RATE, 1)
+    prefill = processor.buffer_delay + processor.safety
+    periods = worst_slack(prefill, 128, 256)
+    assert periods * 128 / RATE * 1000 >= worker_ms
+    assert (periods - 1) * 128 / RATE * 1000 < worker_ms, "no period more than asked for"
+
+
+def test_the_default_worker_time_covers_a_live_hop_tail_not_just_the_warm_up():
+    """Live hops start cold beside the audio threads: the soak bench measured tails of 6.5-9.5 ms
+    against a warm-up p99 of 1.2-2 ms. The default must give several times the warm-up p99."""
+    from samstream.stream.live import WORKER_TIME_FLOOR_MS, WORKER_TIME_PER_WARMUP_P99, worst_slack
+    processor = LiveProcessor(StftEngine(1024, 256), host_block=128, max_latency_ms=60)
+    processor.configure(RATE, 1)
+    p99 = float(np.percentile(processor.warmup_ms[processor.warmup_ms.size // 4:], 99))
+    granted = worst_slack(processor.buffer_delay + processor.safety, 128, 256) * 128 / RATE * 1000
+    assert granted >= WORKER_TIME_PER_WARMUP_P99 * p99 + WORKER_TIME_FLOOR_MS >= 4 * p99 + 2.0
+    assert granted >= 2 * 256 / RATE * 1000, "at least two hops"
