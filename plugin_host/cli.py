@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--live: run serve as shipped this long with a prompt and count misses per minute")
     bench.add_argument("--load", type=int, default=0, metavar="N", help="--live --soak: N busy processes beside it")
     bench.add_argument("--serve-options", default="", metavar="'OPTIONS'",
-                       help="--live --soak: options added to serve's own defaults, e.g. --serve-options='--no-judge'")
+                       help="--live --soak: options added to serve's own defaults, e.g. --serve-options='--confidence'")
     bench.add_argument("--device", choices=("cpu", "cuda", "auto"),
                        help="--live: time the engine on this device instead of the JACK bridge: per-hop compute "
                             "and how many 48 kHz streams fit in one model call per hop (cuda needs samstream[gpu])")

@@ -73,8 +73,12 @@ def register(commands) -> None:
                             "(default: from the measured cost of a hop)")
     serve.add_argument("--max-latency-ms", type=float, default=30.0,
                        help="cap on the total latency (ms; default 30): the safety buffer is what fits under it")
-    serve.add_argument("--judge", help="judge folder for the live confidence (default: the bundled model's judge/)")
-    serve.add_argument("--no-judge", action="store_true", help="no live confidence (saves its CPU share)")
+    serve.add_argument("--judge", help="judge folder for the live confidence (implies --confidence; default: the "
+                       "bundled model's judge/)")
+    serve.add_argument("--confidence", action="store_true",
+                       help="run the judge live for /sam/confidence (off by default: its process costs about 40 %% "
+                            "of a core and, on a 2-core machine, brought back misses and xruns)")
+    serve.add_argument("--no-judge", action="store_true", help="no live confidence (the default; kept for scripts)")
     serve.add_argument("--video", help="video source for /sam/prompt/visual/box: a file played in step with the "
                        "stream, or a V4L2 camera /dev/videoN (needs samstream[video])")
     serve.add_argument("--box", metavar="X,Y,W,H", help="visual box to start with on --video (0..1 of the frame)")
@@ -151,7 +155,7 @@ def run(arguments: argparse.Namespace) -> int:
                         crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms,
                         worker_time_ms=arguments.worker_time_ms,
                         device=arguments.compute_device, variant="int8" if arguments.int8 else "fp32",
-                        judge_dir=Path(arguments.judge) if arguments.judge else None, judge=not arguments.no_judge)
+                        judge_dir=Path(arguments.judge) if arguments.judge else None, judge=(arguments.confidence or arguments.judge is not None) and not arguments.no_judge)
     backend = make_backend(arguments, bridge)
     servers = []
     stop = threading.Event()
