@@ -155,7 +155,8 @@ def run(arguments: argparse.Namespace) -> int:
                         crossfade_ms=arguments.crossfade_ms, max_latency_ms=arguments.max_latency_ms,
                         worker_time_ms=arguments.worker_time_ms,
                         device=arguments.compute_device, variant="int8" if arguments.int8 else "fp32",
-                        judge_dir=Path(arguments.judge) if arguments.judge else None, judge=(arguments.confidence or arguments.judge is not None) and not arguments.no_judge)
+                        judge_dir=Path(arguments.judge) if arguments.judge else None,
+                        judge=(arguments.confidence or arguments.judge is not None) and not arguments.no_judge)
     backend = make_backend(arguments, bridge)
     servers = []
     stop = threading.Event()
