@@ -192,28 +192,33 @@ def free_udp_port() -> int:
         return probe.getsockname()[1]
 
 
+def start_serve_on_jack(stack: ExitStack, options: list[str], name: str) -> tuple[subprocess.Popen, Osc]:
+    """`samstream serve --backend jack` with ``options``, on the running JACK server or a dummy one of
+    our own; both end with ``stack``. Returns the process and an OSC client for its port."""
+    if not jack_running():
+        environment = stack.enter_context(dummy_jack(f"samstream-{name}-{os.getpid()}"))
+        os.environ["JACK_DEFAULT_SERVER"] = environment["JACK_DEFAULT_SERVER"]
+    osc_port = free_udp_port()
+    command = [sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "jack",
+               "--client-name", "samstream", "--osc-port", str(osc_port), "--ws-port", "0", *options]
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stack.callback(lambda: serve.poll() is None and serve.terminate())
+    banner = serve.stdout.readline()
+    if "latency" not in banner:
+        raise RuntimeError(f"serve did not start: {banner}{serve.stderr.read()[-1500:]}")
+    return serve, Osc(osc_port)
+
+
 def run_live_bench(out_dir: str, seconds: float, model: str | None = None, steps: int | None = None) -> dict:
     if seconds < 10:
         raise ValueError(f"--seconds must be at least 10 for the live bench, got {seconds:g}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    signal, _ = read_audio(EXAMPLE)
-    mono = signal.mean(axis=0).astype(np.float32)
+    mono = read_audio(EXAMPLE)[0].mean(axis=0).astype(np.float32)
     with ExitStack() as stack:
-        if not jack_running():
-            environment = stack.enter_context(dummy_jack(f"samstream-bench-{os.getpid()}"))
-            os.environ["JACK_DEFAULT_SERVER"] = environment["JACK_DEFAULT_SERVER"]
-        osc_port = free_udp_port()
-        command = [sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "jack", "--channels",
-                   "1", "--client-name", "samstream", "--osc-port", str(osc_port), "--ws-port", "0"]
-        command += ["--model", model] if model else []
-        command += ["--steps", str(steps)] if steps else []
-        serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        stack.callback(lambda: serve.poll() is None and serve.terminate())
-        banner = serve.stdout.readline()
-        if "latency" not in banner:
-            raise RuntimeError(f"serve did not start: {banner}{serve.stderr.read()[-1500:]}")
-        osc = Osc(osc_port)
+        options = ["--channels", "1", *(["--model", model] if model else []),
+                   *(["--steps", str(steps)] if steps else [])]
+        serve, osc = start_serve_on_jack(stack, options, "bench")
         player = Player(mono, seconds)
         player.activate()
         stack.callback(player.close)

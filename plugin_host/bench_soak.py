@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .audio_files import read_audio
-from .bench_live import EXAMPLE, Osc, Player, free_udp_port, jack_running
-from .jack_server import PERIOD, RATE, dummy_jack
+from .bench_live import EXAMPLE, Player, start_serve_on_jack
+from .jack_server import PERIOD, RATE
 
 WINDOW_SECONDS = 20.0  # shorter than the ~44 s of hop times the bridge keeps for its percentiles
 WARMUP_SECONDS = 5.0
@@ -52,22 +52,9 @@ def run_soak_bench(out_dir: str, seconds: float, load: int = 0, serve_options: s
         raise ValueError(f"--load must be 0 or more busy processes, got {load}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    signal, _ = read_audio(EXAMPLE)
-    mono = signal.mean(axis=0).astype(np.float32)
+    mono = read_audio(EXAMPLE)[0].mean(axis=0).astype(np.float32)
     with ExitStack() as stack:
-        if not jack_running():
-            environment = stack.enter_context(dummy_jack(f"samstream-soak-{os.getpid()}"))
-            os.environ["JACK_DEFAULT_SERVER"] = environment["JACK_DEFAULT_SERVER"]
-        osc_port = free_udp_port()
-        command = [sys.executable, "-m", "samstream.plugin_host.cli", "serve", "--backend", "jack",
-                   "--client-name", "samstream", "--osc-port", str(osc_port), "--ws-port", "0", "--text", text,
-                   *shlex.split(serve_options)]
-        serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        stack.callback(lambda: serve.poll() is None and serve.terminate())
-        banner = serve.stdout.readline()
-        if "latency" not in banner:
-            raise RuntimeError(f"serve did not start: {banner}{serve.stderr.read()[-1500:]}")
-        osc = Osc(osc_port)
+        serve, osc = start_serve_on_jack(stack, ["--text", text, *shlex.split(serve_options)], "soak")
         first = osc.status()
         player = Player(mono, 1.0)
         player.activate(inputs=first["channels"])
